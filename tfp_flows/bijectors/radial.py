@@ -1,0 +1,244 @@
+"""Radial flow bijector (Rezende & Mohamed, 2015)."""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+# Internal TFP helpers, as in TFP's own bijectors; tensorflow-probability is
+# pinned to 0.25.x in setup.cfg (see planar.py).
+from tensorflow_probability.python.internal import assert_util
+from tensorflow_probability.python.internal import dtype_util
+from tensorflow_probability.python.internal import parameter_properties
+from tensorflow_probability.python.internal import tensor_util
+
+tfb = tfp.bijectors
+
+__all__ = ["Radial", "radial_params_from_unconstrained"]
+
+
+def radial_params_from_unconstrained(raw_alpha, raw_beta):
+  """Maps unconstrained reals to valid `(alpha, beta)` of a radial flow.
+
+  `alpha = softplus(raw_alpha) > 0` and `beta = -alpha + softplus(raw_beta)
+  >= -alpha` (Rezende & Mohamed 2015, Appendix A.2), so any real
+  `raw_alpha, raw_beta` (e.g. an encoder's outputs, or unconstrained
+  `tf.Variable`s) give an invertible flow.
+
+  Args:
+    raw_alpha: Float `Tensor` of shape `[...]`.
+    raw_beta: Float `Tensor` of shape `[...]`.
+
+  Returns:
+    alpha, beta: Float `Tensor`s of shape `[...]`.
+  """
+  alpha = tf.math.softplus(raw_alpha)
+  return alpha, -alpha + tf.math.softplus(raw_beta)
+
+
+class Radial(tfb.AutoCompositeTensorBijector):
+  r"""Radial flow `f(z) = z + beta * h(alpha, r) * (z - z0)`.
+
+  The radial flow of Rezende & Mohamed (2015), "Variational Inference with
+  Normalizing Flows", Sec. 4.1, which contracts (`beta < 0`) or expands
+  (`beta > 0`) space around the reference point `z0`:
+
+  ```none
+  h(alpha, r) = 1 / (alpha + r),   r = ||z - z0||   (one norm per example)
+  ```
+
+  It is invertible iff `alpha > 0` and `beta >= -alpha`; checked when
+  `validate_args=True`. `radial_params_from_unconstrained` gives that
+  parametrization from unconstrained reals.
+
+  #### Mathematical details
+
+  The flow scales `z - z0` by `g(r) = 1 + beta / (alpha + r)
+  = (alpha + beta + r) / (alpha + r) >= 0`, so `rho = ||y - z0|| = r g(r)`.
+
+  ```none
+  forward:   y = z0 + (z - z0) (alpha + beta + r) / (alpha + r)
+  log|det J| = (D - 1) log(1 + beta h) + log(1 + beta h + beta h' r)
+             = (D - 1) [log(alpha + beta + r) - log(alpha + r)]
+               + log(alpha (alpha + beta) + 2 alpha r + r^2) - 2 log(alpha + r)
+  inverse:   r solves r^2 + (alpha + beta - rho) r - alpha rho = 0, i.e.
+             r = (-B + sqrt(B^2 + 4 alpha rho)) / 2,  B = alpha + beta - rho,
+             evaluated as 2 alpha rho / (B + sqrt(B^2 + 4 alpha rho)) when
+             B >= 0 (no cancellation); then
+             z = z0 + (y - z0) (alpha + r) / (alpha + beta + r).
+  ```
+
+  Every term under a logarithm is a sum of non-negative terms when
+  `alpha > 0, beta >= -alpha`, so the log-determinant is accurate up to the
+  singular point `r = 0, beta = -alpha`. The inverse log-det-Jacobian is
+  `-forward_log_det_jacobian(inverse(y))`.
+
+  #### Shapes
+
+  `z0` has shape `[..., D]`, `alpha` and `beta` shape `[...]`; batch shapes
+  broadcast with each other and with the input's batch shape. The norm `r` is
+  taken per example, over the last axis only.
+  """
+
+  def __init__(self, z0, alpha, beta, validate_args=False, name="radial"):
+    """Creates a radial flow.
+
+    Args:
+      z0: Float `Tensor` or `tf.Variable` of shape `[..., D]`, the reference
+        point.
+      alpha: Float `Tensor` or `tf.Variable` of shape `[...]`, `alpha > 0`.
+      beta: Float `Tensor` or `tf.Variable` of shape `[...]`,
+        `beta >= -alpha`.
+      validate_args: Python `bool`; if `True`, check `alpha > 0`,
+        `beta >= -alpha` and the event size of inputs at run time.
+      name: Python `str`, name given to ops managed by this object.
+
+    Raises:
+      ValueError: if `z0` is a scalar, or if statically known `alpha` or
+        `beta` violate the constraints (always checked, not only with
+        `validate_args`).
+    """
+    parameters = dict(locals())
+    with tf.name_scope(name) as name:
+      dtype = dtype_util.common_dtype([z0, alpha, beta], dtype_hint=tf.float32)
+      self._z0 = tensor_util.convert_nonref_to_tensor(
+          z0, dtype=dtype, name="z0")
+      self._alpha = tensor_util.convert_nonref_to_tensor(
+          alpha, dtype=dtype, name="alpha")
+      self._beta = tensor_util.convert_nonref_to_tensor(
+          beta, dtype=dtype, name="beta")
+      if self._z0.shape.rank == 0:
+        raise ValueError("Radial: `z0` must have shape [..., D]; got a scalar.")
+      alpha_value = _static_value(self._alpha)
+      beta_value = _static_value(self._beta)
+      if alpha_value is not None and (alpha_value <= 0).any():
+        raise ValueError(f"Radial: `alpha` must be > 0; got {alpha_value}.")
+      if (alpha_value is not None and beta_value is not None
+          and (alpha_value + beta_value < 0).any()):
+        raise ValueError(
+            f"Radial: `beta` must be >= -alpha; got alpha={alpha_value}, "
+            f"beta={beta_value}. Use radial_params_from_unconstrained for an "
+            f"always-valid parametrization.")
+      super().__init__(
+          forward_min_event_ndims=1,
+          validate_args=validate_args,
+          parameters=parameters,
+          dtype=dtype,
+          name=name)
+
+  @classmethod
+  def from_unconstrained(cls, z0, raw_alpha, raw_beta, validate_args=False,
+                         name="radial"):
+    """A radial flow from unconstrained reals; see
+    `radial_params_from_unconstrained`."""
+    alpha, beta = radial_params_from_unconstrained(raw_alpha, raw_beta)
+    return cls(z0, alpha, beta, validate_args=validate_args, name=name)
+
+  @classmethod
+  def _parameter_properties(cls, dtype):
+    return dict(
+        z0=tfp.util.ParameterProperties(event_ndims=1),
+        alpha=tfp.util.ParameterProperties(
+            event_ndims=0,
+            default_constraining_bijector_fn=(
+                lambda: tfb.Softplus(low=dtype_util.eps(dtype)))),
+        # beta >= -alpha couples two parameters: no per-parameter bijector.
+        beta=tfp.util.ParameterProperties(
+            event_ndims=0,
+            default_constraining_bijector_fn=(
+                parameter_properties.BIJECTOR_NOT_IMPLEMENTED)))
+
+  @property
+  def z0(self):
+    """The reference point `z0`, shape `[..., D]`."""
+    return self._z0
+
+  @property
+  def alpha(self):
+    """`alpha > 0`, shape `[...]`."""
+    return self._alpha
+
+  @property
+  def beta(self):
+    """`beta >= -alpha`, shape `[...]`."""
+    return self._beta
+
+  def _params(self):
+    alpha = tf.convert_to_tensor(self.alpha)
+    beta = tf.convert_to_tensor(self.beta)
+    return tf.convert_to_tensor(self.z0), alpha, alpha + beta
+
+  def _check_event_size(self, x):
+    if not self.validate_args:
+      return x
+    with tf.control_dependencies([assert_util.assert_equal(
+        tf.shape(x)[-1], tf.shape(self.z0)[-1],
+        message="Radial: the input's last dimension must equal the size D "
+                "of `z0`.")]):
+      return tf.identity(x)
+
+  def _forward(self, x):
+    x = self._check_event_size(x)
+    z0, alpha, alpha_plus_beta = self._params()
+    delta = x - z0
+    r = _safe_norm(delta)
+    scale = (alpha_plus_beta + r) / (alpha + r)
+    return z0 + delta * scale[..., tf.newaxis]
+
+  def _forward_log_det_jacobian(self, x):
+    x = self._check_event_size(x)
+    z0, alpha, alpha_plus_beta = self._params()
+    r = _safe_norm(x - z0)
+    event_size = tf.cast(tf.shape(x)[-1], x.dtype)
+    log_alpha_plus_r = tf.math.log(alpha + r)
+    return ((event_size - 1.) * (tf.math.log(alpha_plus_beta + r)
+                                 - log_alpha_plus_r)
+            + tf.math.log(alpha * alpha_plus_beta + 2. * alpha * r + r * r)
+            - 2. * log_alpha_plus_r)
+
+  def _inverse(self, y):
+    y = self._check_event_size(y)
+    z0, alpha, alpha_plus_beta = self._params()
+    delta = y - z0
+    rho = _safe_norm(delta)
+    b_coef = alpha_plus_beta - rho
+    sqrt_disc = tf.sqrt(tf.square(b_coef) + 4. * alpha * rho)
+    # B + sqrt(...) > 0 unless rho == 0, where r == 0.
+    denominator = b_coef + sqrt_disc
+    safe_denominator = tf.where(denominator > 0., denominator, 1.)
+    r = tf.where(b_coef >= 0.,
+                 2. * alpha * rho / safe_denominator,
+                 0.5 * (sqrt_disc - b_coef))
+    # alpha + beta + r == 0 only at y == z0 with beta == -alpha; map it to z0.
+    scale_denominator = alpha_plus_beta + r
+    safe_scale_denominator = tf.where(scale_denominator > 0.,
+                                      scale_denominator, 1.)
+    scale = tf.where(scale_denominator > 0.,
+                     (alpha + r) / safe_scale_denominator, 0.)
+    return z0 + delta * scale[..., tf.newaxis]
+
+  def _parameter_control_dependencies(self, is_init):
+    if not self.validate_args:
+      return []
+    assertions = []
+    if is_init != tensor_util.is_ref(self.alpha):
+      assertions.append(assert_util.assert_positive(
+          self.alpha, message="Radial: `alpha` must be > 0."))
+    if is_init != (tensor_util.is_ref(self.alpha)
+                   or tensor_util.is_ref(self.beta)):
+      assertions.append(assert_util.assert_greater_equal(
+          self.beta, -tf.convert_to_tensor(self.alpha),
+          message="Radial: `beta` must be >= -alpha."))
+    return assertions
+
+
+def _static_value(param):
+  """The value of a constant parameter, None for variables and graph tensors."""
+  if tensor_util.is_ref(param):
+    return None
+  return tf.get_static_value(param)
+
+
+def _safe_norm(x):
+  """Euclidean norm over the last axis with a finite gradient at 0."""
+  sq = tf.reduce_sum(tf.square(x), axis=-1)
+  positive = sq > 0.
+  return tf.where(positive, tf.sqrt(tf.where(positive, sq, 1.)), 0.)
