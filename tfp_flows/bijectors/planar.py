@@ -154,14 +154,16 @@ class Planar(tfb.AutoCompositeTensorBijector):
     w = tf.convert_to_tensor(self.w)
     b = tf.convert_to_tensor(self.b)
     w_dot_u = tf.reduce_sum(w * u, axis=-1)
-    # Clamping ||w||^2 only matters for w == 0 exactly (then the correction
-    # term is 0 * finite instead of 0/0); the flow is a translation there.
-    w_norm_sq = tf.maximum(tf.reduce_sum(tf.square(w), axis=-1),
-                           np.finfo(dtype_util.as_numpy_dtype(w.dtype)).tiny)
+    w_norm_sq = tf.reduce_sum(tf.square(w), axis=-1)
+    # w == 0 exactly makes the flow a translation by u tanh(b) (w^T u_hat = 0,
+    # not m(0)); the guard keeps 0/0 out of u_hat and its gradient.
+    nonzero_w = w_norm_sq > 0.
+    safe_w_norm_sq = tf.where(nonzero_w, w_norm_sq, 1.)
     # m(x) - x = softplus(-x) - 1: no cancellation for large w^T u.
-    correction = (tf.math.softplus(-w_dot_u) - 1.) / w_norm_sq
+    correction = (tf.math.softplus(-w_dot_u) - 1.) / safe_w_norm_sq
     u_hat = u + correction[..., tf.newaxis] * w
-    return u_hat, w, b, tf.math.softplus(w_dot_u)
+    one_plus_c = tf.where(nonzero_w, tf.math.softplus(w_dot_u), 1.)
+    return u_hat, w, b, one_plus_c
 
   def _check_event_size(self, x):
     if not self.validate_args:

@@ -128,8 +128,17 @@ class Radial(tfb.AutoCompositeTensorBijector):
   def from_unconstrained(cls, z0, raw_alpha, raw_beta, validate_args=False,
                          name="radial"):
     """A radial flow from unconstrained reals; see
-    `radial_params_from_unconstrained`."""
-    alpha, beta = radial_params_from_unconstrained(raw_alpha, raw_beta)
+    `radial_params_from_unconstrained`.
+
+    `raw_alpha` and `raw_beta` may be `tf.Variable`s: `alpha` and `beta` are
+    then `tfp.util.DeferredTensor`s recomputed from them at each use, so the
+    bijector keeps tracking (and training) the variables.
+    """
+    alpha = tfp.util.DeferredTensor(raw_alpha, tf.math.softplus, name="alpha")
+    beta = tfp.util.DeferredTensor(
+        raw_beta,
+        lambda raw: tf.math.softplus(raw) - tf.math.softplus(raw_alpha),
+        name="beta")
     return cls(z0, alpha, beta, validate_args=validate_args, name=name)
 
   @classmethod
