@@ -204,8 +204,11 @@ class Planar(tfb.AutoCompositeTensorBijector):
     phi_prime = tf.exp(_log_phi_prime(h_x, one_plus_c))
     step = residual - u_hat * (
         tf.reduce_sum(psi * residual, axis=-1) / phi_prime)[..., tf.newaxis]
-    step = tf.where(tf.math.is_finite(step), step, 0.)
-    return x + tf.stop_gradient(step)
+    # Refinement corrects rounding-sized errors only; a larger step means J is
+    # numerically singular here (w^T u_hat ~ -1, h ~ 0) and is not taken.
+    max_step = np.sqrt(dtype_util.eps(y.dtype)) * (1. + tf.abs(x_const))
+    small = tf.reduce_all(tf.abs(step) <= max_step, axis=-1, keepdims=True)
+    return x + tf.stop_gradient(tf.where(small, step, 0.))
 
   def _parameter_control_dependencies(self, is_init):
     if not self.validate_args:
