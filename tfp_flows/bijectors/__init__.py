@@ -1,11 +1,18 @@
 """Normalizing-flow bijectors: pure math, no owned weights.
 
 Each bijector here is a `tfp.bijectors.Bijector` whose parameters are passed
-in (tensors or `tf.Variable`s); Keras layers that own the weights build them.
+in (tensors or `tf.Variable`s); the Keras layers in `tfp_flows.layers` own
+the weights and build these bijectors from them.
 """
 
+from tfp_flows.bijectors.actnorm import ActNorm
+from tfp_flows.bijectors.affine_coupling import AffineCoupling
 from tfp_flows.bijectors.planar import Planar
 from tfp_flows.bijectors.radial import Radial
 from tfp_flows.bijectors.radial import radial_params_from_unconstrained
+from tfp_flows.bijectors.reshaping import channels_first_flatten
+from tfp_flows.bijectors.reshaping import squeeze
 
-__all__ = ["Planar", "Radial", "radial_params_from_unconstrained"]
+__all__ = ["ActNorm", "AffineCoupling", "Planar", "Radial",
+           "channels_first_flatten", "radial_params_from_unconstrained",
+           "squeeze"]

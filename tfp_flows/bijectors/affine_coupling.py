@@ -1,0 +1,110 @@
+"""Glow's affine coupling layer, with its network evaluated once per pass."""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+# TFP's own FFJORD uses this cache to store log-dets computed together with
+# the transformation; it is internal API, pinned by tensorflow-probability
+# 0.25.x in setup.cfg.
+from tensorflow_probability.python.internal import cache_util
+
+tfb = tfp.bijectors
+
+__all__ = ["AffineCoupling"]
+
+
+class AffineCoupling(tfb.Bijector):
+  r"""Affine coupling over the channel axis of `[..., H, W, C]` images.
+
+  Kingma & Dhariwal (2018), Sec. 3.3, in their data-to-latent direction. The
+  first `C_a = C - C // 2` channels condition an affine map of the rest:
+
+  ```none
+  x_a, x_b = x[..., :C_a], x[..., C_a:]
+  shift, raw_scale = nn(x_a)            # each [..., H, W, C // 2]
+  scale = sigmoid(raw_scale + 2)        # in (0, 1): bounded, stable
+  forward:  y = concat(x_a, (x_b + shift) * scale)
+  inverse:  x = concat(y_a, y_b / scale - shift)
+  log|det J| = sum over H, W, C // 2 of log(scale)   (forward)
+  ```
+
+  `sigmoid(h + 2)` starts near 0.88 with a zero-initialized last layer, so
+  the layer starts close to the identity and can neither explode nor divide
+  by a vanishing scale by more than its own bound.
+
+  TFP's `RealNVP` (and `tfb.Glow`, built on the same pattern) evaluates the
+  network once in `inverse` and again in `inverse_log_det_jacobian`. Here the
+  transformation and its log-det come out of one network evaluation and the
+  log-det is left in TFP's bijector cache (the mechanism TFP's FFJORD uses),
+  so a `TransformedDistribution.log_prob` costs one network call per coupling.
+
+  Args:
+    shift_and_log_scale_fn: callable mapping `x_a` of shape
+      `[..., H, W, C_a]` to `[..., H, W, 2 * (C // 2)]`: shift, then raw scale.
+  """
+
+  _cache = cache_util.BijectorCacheWithGreedyAttrs(
+      forward_name="_augmented_forward", inverse_name="_augmented_inverse")
+
+  def __init__(self, shift_and_log_scale_fn, validate_args=False,
+               name="affine_coupling"):
+    parameters = dict(locals())
+    with tf.name_scope(name) as name:
+      self._shift_and_log_scale_fn = shift_and_log_scale_fn
+      super().__init__(
+          forward_min_event_ndims=3, validate_args=validate_args,
+          parameters=parameters, name=name)
+
+  @classmethod
+  def _parameter_properties(cls, dtype):
+    return dict()
+
+  @property
+  def shift_and_log_scale_fn(self):
+    return self._shift_and_log_scale_fn
+
+  def _shift_and_log_scale(self, conditioner):
+    shift, raw_scale = tf.split(self._shift_and_log_scale_fn(conditioner), 2,
+                                axis=-1)
+    return shift, tf.math.log_sigmoid(raw_scale + 2.)
+
+  @staticmethod
+  def _halves(x):
+    channels = x.shape[-1]
+    if channels is None or channels < 2:
+      raise ValueError(
+          f"AffineCoupling needs a static channel axis of size >= 2; got "
+          f"shape {x.shape}.")
+    return tf.split(x, [channels - channels // 2, channels // 2], axis=-1)
+
+  def _augmented_forward(self, x):
+    x_a, x_b = self._halves(x)
+    shift, log_scale = self._shift_and_log_scale(x_a)
+    y = tf.concat([x_a, (x_b + shift) * tf.exp(log_scale)], axis=-1)
+    fldj = tf.reduce_sum(log_scale, axis=[-3, -2, -1])
+    return y, {"fldj": fldj, "ildj": -fldj}
+
+  def _augmented_inverse(self, y):
+    y_a, y_b = self._halves(y)
+    shift, log_scale = self._shift_and_log_scale(y_a)
+    x = tf.concat([y_a, y_b * tf.exp(-log_scale) - shift], axis=-1)
+    ildj = -tf.reduce_sum(log_scale, axis=[-3, -2, -1])
+    return x, {"ildj": ildj, "fldj": -ildj}
+
+  def _forward(self, x):
+    return self._augmented_forward(x)[0]
+
+  def _inverse(self, y):
+    return self._augmented_inverse(y)[0]
+
+  def _forward_log_det_jacobian(self, x):
+    cached = self._cache.forward_attributes(x)
+    if "fldj" not in cached:  # x was not transformed yet: one pass now
+      cached.update(self._augmented_forward(x)[1])
+    return cached["fldj"]
+
+  def _inverse_log_det_jacobian(self, y):
+    cached = self._cache.inverse_attributes(y)
+    if "ildj" not in cached:
+      cached.update(self._augmented_inverse(y)[1])
+    return cached["ildj"]

@@ -1,0 +1,191 @@
+"""Datasets: MNIST from IDX files or TFDS, binarized MNIST from TFDS.
+
+Every loader returns NumPy arrays of images `[N, 28, 28, 1]` (uint8) and the
+same code path serves users, tests and benchmarks. Errors say which file or
+folder, what was expected and what was found.
+"""
+
+import gzip
+import pathlib
+import socket
+import struct
+import sys
+import urllib.parse
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["DataError", "read_idx", "find_mnist_idx_files", "load_mnist_idx",
+           "load_mnist_tfds", "load_mnist", "image_dataset"]
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"),
+               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
+               0x0E: np.dtype(">f8")}
+
+
+class DataError(ValueError):
+  """Data missing, unreadable or not what was expected."""
+
+
+def read_idx(path):
+  """Reads an IDX file (gzipped or not) into a NumPy array.
+
+  The format: two zero bytes, a type code, the number of dimensions, each
+  dimension as a big-endian uint32, then the values in C order.
+  """
+  path = pathlib.Path(path)
+  try:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+      raw = gzip.decompress(raw)
+  except FileNotFoundError:
+    raise DataError(f"IDX file not found: {path}") from None
+  except (OSError, EOFError, gzip.BadGzipFile) as error:
+    raise DataError(f"cannot read IDX file {path}: {error}") from None
+  if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
+    raise DataError(
+        f"{path} is not an IDX file: expected a header 00 00 <type> <ndim>, "
+        f"found {raw[:4].hex(' ') or 'an empty file'}.")
+  ndim = raw[3]
+  header_size = 4 + 4 * ndim
+  if len(raw) < header_size:
+    raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes).")
+  shape = struct.unpack(f">{ndim}I", raw[4:header_size])
+  dtype = np.dtype(_IDX_DTYPES[raw[2]])
+  expected = int(np.prod(shape)) * dtype.itemsize
+  if len(raw) - header_size != expected:
+    raise DataError(
+        f"{path}: the header promises shape {shape} ({expected} bytes of "
+        f"data) but the file holds {len(raw) - header_size} bytes: truncated "
+        f"or corrupt.")
+  return np.frombuffer(raw, dtype, offset=header_size).reshape(shape)
+
+
+def find_mnist_idx_files(data_dir):
+  """Pairs of `(images_path, labels_path)` in `data_dir`, by prefix.
+
+  Matches `<prefix>images-idx3-ubyte[.gz]` with `<prefix>labels-idx1-ubyte[.gz]`
+  (`train-`, `t10k-`, `mnist8k-`, ...). Returns `{prefix: (images, labels)}`.
+  """
+  data_dir = pathlib.Path(data_dir)
+  if not data_dir.is_dir():
+    raise DataError(f"--data-dir {data_dir} is not a directory.")
+  pairs = {}
+  for images in sorted(data_dir.iterdir()):
+    name = images.name.removesuffix(".gz")
+    if not name.endswith("images-idx3-ubyte"):
+      continue
+    prefix = name.removesuffix("images-idx3-ubyte")
+    labels = [data_dir / f"{prefix}labels-idx1-ubyte{ext}" for ext in (".gz", "")]
+    labels = next((p for p in labels if p.exists()), None)
+    pairs[prefix] = (images, labels)
+  if not pairs:
+    found = sorted(p.name for p in data_dir.iterdir())[:10]
+    raise DataError(
+        f"no MNIST IDX files in {data_dir}: expected files named like "
+        f"train-images-idx3-ubyte[.gz] (with train-labels-idx1-ubyte[.gz]); "
+        f"found {found or 'nothing'}.")
+  return pairs
+
+
+def _read_images(path):
+  images = read_idx(path)
+  if images.ndim != 3 or images.dtype != np.uint8:
+    raise DataError(
+        f"{path}: expected uint8 images of shape [N, H, W]; got "
+        f"{images.dtype} of shape {images.shape}.")
+  return images[..., np.newaxis]
+
+
+def load_mnist_idx(data_dir, validation_size=1000, test_size=1000, seed=0):
+  """MNIST splits from IDX files in `data_dir`.
+
+  With `train-*` and `t10k-*` files (the official layout), test is `t10k`
+  and validation the last `validation_size` training digits. With any other
+  single set of digits (such as the 8,000 in `../shared/data/mnist`), a
+  seeded shuffle splits it into train, validation and test.
+
+  Returns:
+    dict with keys "train", "validation", "test": uint8 `[N, 28, 28, 1]`.
+  """
+  pairs = find_mnist_idx_files(data_dir)
+  if "train-" in pairs and "t10k-" in pairs:
+    train = _read_images(pairs["train-"][0])
+    test = _read_images(pairs["t10k-"][0])
+    if not 0 <= validation_size < len(train):
+      raise DataError(f"validation_size must be in [0, {len(train)}); got "
+                      f"{validation_size}.")
+    cut = len(train) - validation_size
+    return {"train": train[:cut], "validation": train[cut:], "test": test}
+  images = np.concatenate([_read_images(p) for p, _ in pairs.values()])
+  if validation_size < 0 or test_size < 0 or (
+      validation_size + test_size >= len(images)):
+    raise DataError(
+        f"cannot hold out validation_size={validation_size} and "
+        f"test_size={test_size} digits from the {len(images)} in {data_dir}.")
+  order = np.random.default_rng(seed).permutation(len(images))
+  images = images[order]
+  train_end = len(images) - validation_size - test_size
+  return {"train": images[:train_end],
+          "validation": images[train_end:train_end + validation_size],
+          "test": images[train_end + validation_size:]}
+
+
+def load_mnist_tfds(validation_size=5000, data_dir=None):
+  """MNIST from TensorFlow Datasets: train (less validation), validation,
+  test. Downloads on first use; offline, raises `DataError` naming the
+  `--data-dir` alternative instead of a download traceback."""
+  import tensorflow_datasets as tfds  # imported here: slow, and optional
+
+  builder = tfds.builder("mnist", data_dir=data_dir)
+  if not builder.is_prepared():
+    url = getattr(sys.modules[type(builder).__module__], "_MNIST_URL", None)
+    if url is not None and not _reachable(url):
+      # TFDS retries a failed download for minutes; offline, say so at once.
+      raise DataError(
+          f"MNIST is not in the TFDS data folder and {url} cannot be reached "
+          "(offline?). Pass --data-dir DIR with MNIST IDX files (e.g. "
+          "../shared/data/mnist) instead.")
+    try:
+      builder.download_and_prepare()
+    except Exception as error:  # any download failure: say what to do
+      raise DataError(
+          "could not download MNIST through TensorFlow Datasets "
+          f"({type(error).__name__}: {str(error)[:200]}). Offline, pass "
+          "--data-dir DIR with MNIST IDX files (e.g. ../shared/data/mnist).") from None
+  train = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))
+  test = tfds.as_numpy(builder.as_dataset(split="test", batch_size=-1))
+  cut = len(train["image"]) - validation_size
+  return {"train": train["image"][:cut], "validation": train["image"][cut:],
+          "test": test["image"]}
+
+
+def _reachable(url, timeout=5.):
+  """Whether a TCP connection to the URL's host opens within `timeout` s."""
+  parsed = urllib.parse.urlparse(url)
+  try:
+    with socket.create_connection(
+        (parsed.hostname, parsed.port or 443), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
+def load_mnist(data_dir=None, validation_size=None, test_size=1000, seed=0):
+  """IDX files from `data_dir` when given, else TFDS `mnist`."""
+  if data_dir is not None:
+    return load_mnist_idx(data_dir, 1000 if validation_size is None else
+                          validation_size, test_size, seed)
+  return load_mnist_tfds(5000 if validation_size is None else validation_size)
+
+
+def image_dataset(images, batch_size, shuffle=False, seed=0, repeat=False):
+  """A `tf.data` pipeline of image batches: shuffle, batch, prefetch."""
+  dataset = tf.data.Dataset.from_tensor_slices(images)
+  if shuffle:
+    dataset = dataset.shuffle(min(len(images), 10_000), seed=seed,
+                              reshuffle_each_iteration=True)
+  if repeat:
+    dataset = dataset.repeat()
+  return dataset.batch(batch_size, drop_remainder=shuffle).prefetch(
+      tf.data.AUTOTUNE)

@@ -1,0 +1,13 @@
+"""Keras 3 layers that own flow weights and build TFP bijectors from them.
+
+A Keras 3 model does not track `tf.Variable`s held inside a TFP bijector, so
+the weights live here, as Keras weights, and each layer's `bijector()` builds
+a fresh bijector from their current values on every call. Keras then sees,
+saves, restores, distributes and optimizes every flow parameter.
+"""
+
+from tfp_flows.layers.glow import ActNormLayer
+from tfp_flows.layers.glow import AffineCouplingLayer
+from tfp_flows.layers.glow import InvertibleConv1x1Layer
+
+__all__ = ["ActNormLayer", "AffineCouplingLayer", "InvertibleConv1x1Layer"]
