@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
-__all__ = ["plot_displacement", "save_figure"]
+__all__ = ["image_grid", "plot_displacement", "save_figure",
+           "save_image_grids"]
 
 
 def plot_displacement(ax, points, images, title=None, limit=4.):
@@ -44,3 +45,33 @@ def save_figure(fig, path):
   fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
   return path
+
+
+def image_grid(images, num_columns=None):
+  """Tiles `[N, H, W, C]` images into one `[rows * H, cols * W, C]` array."""
+  images = np.asarray(images)
+  n, h, w, c = images.shape
+  num_columns = num_columns or int(np.ceil(np.sqrt(n)))
+  num_rows = int(np.ceil(n / num_columns))
+  grid = np.zeros((num_rows * h, num_columns * w, c), images.dtype)
+  for i, image in enumerate(images):
+    row, col = divmod(i, num_columns)
+    grid[row * h:(row + 1) * h, col * w:(col + 1) * w] = image
+  return grid
+
+
+def save_image_grids(path, grids, titles, suptitle=None):
+  """Saves image grids side by side (grayscale when single-channel)."""
+  fig, axes = plt.subplots(1, len(grids), figsize=(4 * len(grids), 4.3),
+                           squeeze=False)
+  for ax, grid, title in zip(axes[0], grids, titles):
+    grid = np.asarray(grid)
+    if grid.shape[-1] == 1:
+      ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+      ax.imshow(grid)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+  if suptitle:
+    fig.suptitle(suptitle)
+  return save_figure(fig, path)

@@ -200,6 +200,8 @@ class GlowModel(keras.Model):
   def fit(self, x=None, y=None, batch_size=None, **kwargs):
     if not self.is_initialized:
       self.initialize(_first_batch(x, batch_size))
+    if isinstance(x, tf.data.Dataset):
+      kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
     return super().fit(x, y, batch_size=batch_size, **kwargs)
 
   # Likelihood -------------------------------------------------------------
@@ -269,11 +271,12 @@ class GlowModel(keras.Model):
 
   def sample(self, num_samples, temperature=1.0, seed=None):
     """`num_samples` uint8 images from latents `N(0, temperature^2 I)`."""
-    latents = temperature * tf.random.stateless_normal(
-        [num_samples, self.event_size],
-        seed=[0 if seed is None else seed, 1]) if seed is not None else (
-            temperature * tf.random.normal([num_samples, self.event_size]))
-    return self.decode(latents)
+    shape = [num_samples, self.event_size]
+    if seed is None:
+      latents = tf.random.normal(shape)
+    else:
+      latents = tf.random.stateless_normal(shape, seed=[seed, 1])
+    return self.decode(temperature * latents)
 
   def encode(self, images):
     """Latents `[N, D]` of the bin-centred 8-bit images."""

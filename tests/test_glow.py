@@ -1,0 +1,181 @@
+"""GlowModel: invertibility, exact log-dets, ActNorm, save/load, training."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from tfp_flows import data
+from tfp_flows.bijectors import AffineCoupling
+from tfp_flows.models import GlowModel
+
+
+def _digits(shared_data_dir, n, size=28):
+  """Real digits from ../shared/data/mnist, or blurred blobs made here."""
+  if shared_data_dir is not None and size == 28:
+    return data.load_mnist_idx(shared_data_dir / "mnist",
+                               validation_size=0, test_size=0)["train"][:n]
+  rng = np.random.default_rng(0)
+  yy, xx = np.mgrid[:size, :size]
+  centres = rng.uniform(size * 0.3, size * 0.7, size=(n, 2, 1, 1))
+  blobs = np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2)
+                 / (2 * (size / 6) ** 2))
+  return (255 * blobs).astype(np.uint8)[..., None]
+
+
+def _perturbed(model, images, scale=0.05, seed=0):
+  """A model whose couplings are not the identity (zero-init last layers)."""
+  model.initialize(images)
+  rng = np.random.default_rng(seed)
+  for variable in model.trainable_variables:
+    variable.assign(variable.numpy() + scale * rng.normal(
+        size=variable.shape).astype(np.float32))
+  return model
+
+
+def test_images_to_latents_to_images_round_trip(shared_data_dir):
+  images = _digits(shared_data_dir, 16)
+  model = _perturbed(GlowModel(num_steps=2, hidden_channels=16), images)
+  latents = model.encode(images)
+  assert latents.shape == (16, 784)
+  np.testing.assert_array_equal(model.decode(latents).numpy(), images)
+  # In float, through the bijector itself (and not TFP's cache).
+  x = tf.random.uniform([4, 28, 28, 1], seed=1)
+  x_again = model.flow.forward(tf.identity(model.flow.inverse(x)))
+  np.testing.assert_allclose(x_again.numpy(), x.numpy(), atol=1e-4)
+
+
+def test_log_det_equals_autodiff_jacobian_of_a_small_glow():
+  model = GlowModel(image_shape=(4, 4, 1), num_levels=2, num_steps=2,
+                    hidden_channels=8)
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(32, 4, 4, 1)).astype(np.uint8)
+  _perturbed(model, images, scale=0.3)
+  x = tf.constant(rng.uniform(size=(3, 4, 4, 1)).astype(np.float32))
+  flow = model.flow
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    latents = flow.inverse(x)
+  jacobian = tape.batch_jacobian(latents, x).numpy().reshape(3, 16, 16)
+  _, autodiff = np.linalg.slogdet(jacobian.astype(np.float64))
+  ildj = flow.inverse_log_det_jacobian(x, event_ndims=3).numpy()
+  np.testing.assert_allclose(ildj, autodiff, atol=1e-3)
+  assert np.abs(autodiff).max() > 0.5  # the check is not of an identity map
+
+
+def test_actnorm_initialization_normalizes_its_batch_once():
+  rng = np.random.default_rng(1)
+  images = rng.integers(0, 256, size=(64, 8, 8, 1)).astype(np.uint8)
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
+                    hidden_channels=8)
+  model.initialize(images)
+  # Walk the data-to-latent direction and look at every ActNorm's output.
+  from tfp_flows.bijectors import squeeze
+  x = (images.astype(np.float32) + 0.5) / 256. - 0.5
+  for level, (h, w, c) in enumerate(model._level_shapes):
+    x = squeeze(h, w, c).forward(x)
+    for actnorm, convolution, coupling in model._steps(level):
+      x = actnorm.bijector().forward(x)
+      mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+      np.testing.assert_allclose(mean, 0., atol=1e-4)
+      np.testing.assert_allclose(variance, 1., atol=1e-3)
+      x = coupling.bijector().forward(convolution.bijector().forward(x))
+    x = x[..., model._exit_channels[level]:]
+  before = [v.numpy().copy() for v in model.weights]
+  model.initialize(images[::-1] // 2)
+  model.log_prob(images // 3)
+  for old, new in zip(before, model.weights):
+    np.testing.assert_array_equal(old, new.numpy())
+
+
+def test_log_prob_initializes_on_the_first_batch():
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=1, num_steps=1,
+                    hidden_channels=4)
+  assert not model.is_initialized
+  model.log_prob(np.full((4, 8, 8, 1), 100, np.uint8) + np.arange(
+      4, dtype=np.uint8)[:, None, None, None])
+  assert model.is_initialized
+  uninitialized = GlowModel(image_shape=(8, 8, 1), num_levels=1, num_steps=1,
+                            hidden_channels=4)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="initialize"):
+    tf.function(uninitialized.log_prob)(np.zeros((2, 8, 8, 1), np.uint8))
+
+
+def test_trainable_variables_cover_every_flow_parameter():
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=3,
+                    hidden_channels=8)
+  images = np.random.default_rng(2).integers(0, 256, (8, 8, 8, 1), np.uint8)
+  model.initialize(images)
+  # Per step: ActNorm 2, 1x1 conv 3 (L, U, log|diag|), coupling 3 convs x 2.
+  assert len(model.trainable_variables) == 2 * 3 * (2 + 3 + 6)
+  with tf.GradientTape() as tape:
+    loss = -tf.reduce_mean(model.log_prob(images))
+  gradients = tape.gradient(loss, model.trainable_variables)
+  assert all(g is not None for g in gradients)
+
+
+def test_each_coupling_network_runs_once_per_log_prob(monkeypatch):
+  calls = []
+  original = AffineCoupling._shift_and_log_scale
+  monkeypatch.setattr(AffineCoupling, "_shift_and_log_scale",
+                      lambda self, x: calls.append(1) or original(self, x))
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=3,
+                    hidden_channels=8)
+  images = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 1), np.uint8)
+  model.initialize(images)
+  calls.clear()
+  with tf.GradientTape() as tape:
+    loss = -tf.reduce_mean(model.log_prob(images))
+  tape.gradient(loss, model.trainable_variables)
+  assert len(calls) == len(model.couplings) == 6
+
+
+def test_save_and_load_give_the_same_log_prob(tmp_path, shared_data_dir):
+  images = _digits(shared_data_dir, 8)
+  model = _perturbed(GlowModel(num_steps=2, hidden_channels=8), images)
+  path = tmp_path / "glow.keras"
+  model.save(path)
+  restored = keras.models.load_model(path)
+  assert restored.is_initialized
+  np.testing.assert_array_equal(restored.log_prob(images).numpy(),
+                                model.log_prob(images).numpy())
+
+
+def test_short_fit_on_real_digits_lowers_bits_per_dim(shared_data_dir):
+  images = _digits(shared_data_dir, 512)
+  held_out = _digits(shared_data_dir, 640)[512:]
+  model = GlowModel(num_steps=2, hidden_channels=32)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  model.initialize(images[:64])
+  before = float(np.mean(model.bits_per_dim(model.log_prob(held_out))))
+  history = model.fit(data.image_dataset(images, 32, shuffle=True), epochs=4,
+                      verbose=0)
+  after = float(np.mean(model.bits_per_dim(model.log_prob(held_out))))
+  assert history.history["bits_per_dim"][-1] < history.history["bits_per_dim"][0]
+  assert after < before - 0.3, (before, after)
+
+
+def test_sampling_at_temperature_zero_decodes_the_zero_latent():
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
+                    hidden_channels=8)
+  _perturbed(model, np.random.default_rng(4).integers(0, 256, (16, 8, 8, 1),
+                                                      np.uint8))
+  samples = model.sample(3, temperature=0., seed=5).numpy()
+  zero = model.decode(tf.zeros([1, 64])).numpy()
+  assert samples.dtype == np.uint8
+  np.testing.assert_array_equal(samples, np.repeat(zero, 3, axis=0))
+  assert model.sample(2, temperature=1.).shape == (2, 8, 8, 1)
+
+
+def test_bits_per_dim_is_nats_over_d_log_2():
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=1, num_steps=1,
+                    hidden_channels=4)
+  assert float(model.bits_per_dim(tf.constant(-64 * np.log(2.)))) == pytest.approx(1.)
+
+
+def test_constructor_rejects_shapes_the_squeezes_cannot_halve():
+  with pytest.raises(ValueError, match="divisible"):
+    GlowModel(image_shape=(28, 28, 1), num_levels=3)
+  with pytest.raises(ValueError, match="shape"):
+    GlowModel(image_shape=(8, 8, 1), num_levels=1, num_steps=1,
+              hidden_channels=4).log_prob(np.zeros((2, 8, 8), np.uint8))

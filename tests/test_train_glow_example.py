@@ -1,0 +1,63 @@
+"""examples/train_glow.py as a user runs it: a subprocess."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "train_glow.py"
+
+
+def _run(args, cwd, timeout=600, env=None):
+  return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, **(env or {})})
+
+
+def test_data_dir_without_mnist_stops_with_a_message(tmp_path):
+  result = _run(["--data-dir", str(tmp_path)], cwd=tmp_path, timeout=120)
+  assert result.returncode == 2
+  assert "no MNIST IDX files" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_offline_without_data_names_data_dir(tmp_path):
+  # An empty TFDS folder and no network: TFDS would retry for minutes.
+  result = _run([], cwd=tmp_path, timeout=120,
+                env={"TFDS_DATA_DIR": str(tmp_path / "tfds"),
+                     "HTTPS_PROXY": "http://127.0.0.1:9",
+                     "HTTP_PROXY": "http://127.0.0.1:9"})
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "--data-dir" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_bad_flags_are_rejected_by_name(tmp_path):
+  result = _run(["--epochs", "0"], cwd=tmp_path, timeout=60)
+  assert result.returncode == 2 and "--epochs" in result.stderr
+
+
+def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path, shared_data_dir):
+  if shared_data_dir is None:
+    pytest.skip("needs ../shared/data/mnist")
+  args = ["--data-dir", str(shared_data_dir / "mnist"), "--epochs", "1",
+          "--num-steps", "2", "--hidden-channels", "16",
+          "--validation-size", "6000", "--test-size", "1000",
+          "--output-dir", str(tmp_path / "run"),
+          "--export-dir", str(tmp_path / "export")]
+  result = _run(args, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert 0 < metrics["test_bits_per_dim"] < 8
+  assert (tmp_path / "run" / "samples" / "samples_epoch_001.png").exists()
+  assert (tmp_path / "run" / "interpolation.png").exists()
+  assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+  assert (tmp_path / "export" / "glow.keras").exists()
+  # Rerunning the same command resumes: the finished epoch is not redone.
+  again = _run(args, cwd=tmp_path)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "Epoch 1/1" not in again.stdout
