@@ -7,12 +7,13 @@ the weights and build these bijectors from them.
 
 from tfp_flows.bijectors.actnorm import ActNorm
 from tfp_flows.bijectors.affine_coupling import AffineCoupling
+from tfp_flows.bijectors.conv1x1 import InvertibleConv1x1
 from tfp_flows.bijectors.planar import Planar
 from tfp_flows.bijectors.radial import Radial
 from tfp_flows.bijectors.radial import radial_params_from_unconstrained
 from tfp_flows.bijectors.reshaping import channels_first_flatten
 from tfp_flows.bijectors.reshaping import squeeze
 
-__all__ = ["ActNorm", "AffineCoupling", "Planar", "Radial",
+__all__ = ["ActNorm", "AffineCoupling", "InvertibleConv1x1", "Planar", "Radial",
            "channels_first_flatten", "radial_params_from_unconstrained",
            "squeeze"]

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import ActNorm, AffineCoupling
+from tfp_flows.bijectors import ActNorm, AffineCoupling, InvertibleConv1x1
 
 tfb = tfp.bijectors
 
@@ -40,7 +40,8 @@ class ActNormLayer(keras.layers.Layer):
 
 
 class InvertibleConv1x1Layer(keras.layers.Layer):
-  """Owns an invertible 1x1 convolution in LU form; builds `ScaleMatvecLU`.
+  """Owns an invertible 1x1 convolution in LU form; builds
+  `InvertibleConv1x1` (TFP's `ScaleMatvecLU` with a faster product).
 
   `W = P L U` with a fixed permutation `P`, unit-lower-triangular `L` and
   upper-triangular `U` whose diagonal is `sign * exp(log_abs_diag)`, so
@@ -87,7 +88,7 @@ class InvertibleConv1x1Layer(keras.layers.Layer):
                    - tf.linalg.band_part(self.upper.value, 0, 0)
                    + tf.linalg.diag(self.diagonal_sign.value
                                     * tf.exp(self.log_abs_diagonal.value)))
-    return tfb.ScaleMatvecLU(lower_upper, self.permutation.value)
+    return InvertibleConv1x1(lower_upper, self.permutation.value)
 
 
 class AffineCouplingLayer(keras.layers.Layer):

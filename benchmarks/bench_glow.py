@@ -1,0 +1,162 @@
+"""Training throughput and peak memory: GlowModel against TFP's tfb.Glow.
+
+Identical architecture: 28x28x1 MNIST, L = 2 levels, K = 8 steps, coupling
+networks conv3x3(64)-ReLU-conv1x1(64)-ReLU-zero-init conv3x3, affine
+coupling with scale sigmoid(h + 2), plain split (no learned prior at the
+exits), batch 64, float32, Adam(1e-3). Each measurement runs in a fresh
+process; the two implementations alternate (ABBA...) so drift hits both;
+warm-up steps (tracing, first allocations) are excluded. Reports medians.
+
+    pip install -e ".[bench]"
+    python benchmarks/bench_glow.py            # 5 rounds, about 5 minutes
+
+The last line is JSON: img_per_s, peer_img_per_s, ratio (median of the
+per-round ratios), peak_rss_mb, peer_peak_rss_mb.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared/data/mnist"
+
+
+def _images(n):
+  """Real digits when ../shared/data/mnist exists, else random bytes (the
+  throughput of a flow does not depend on pixel values)."""
+  import numpy as np
+  if SHARED_MNIST.is_dir():
+    from tfp_flows import data
+    images = data.load_mnist_idx(SHARED_MNIST, 0, 0)["train"]
+    return images[np.arange(n) % len(images)]
+  return np.random.default_rng(0).integers(0, 256, (n, 28, 28, 1), np.uint8)
+
+
+def _peak_rss_mb():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
+
+
+def run_ours(batch_size, warmup, steps, jit_compile):
+  import keras
+  from tfp_flows import data
+  from tfp_flows.models import GlowModel
+
+  images = _images(batch_size * 50)
+  model = GlowModel(image_shape=(28, 28, 1), num_levels=2, num_steps=8,
+                    hidden_channels=64)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+  times = {}
+
+  class Clock(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      float(logs["loss"])  # wait for the step to finish
+      if batch + 1 in (warmup, warmup + steps):
+        times[batch + 1] = time.perf_counter()
+
+  model.fit(data.image_dataset(images, batch_size, shuffle=True, repeat=True),
+            steps_per_epoch=warmup + steps, epochs=1, verbose=0,
+            callbacks=[Clock()])
+  return steps * batch_size / (times[warmup + steps] - times[warmup])
+
+
+def run_tfp(batch_size, warmup, steps):
+  import tensorflow as tf
+  import tensorflow_probability as tfp
+  import tf_keras
+  tfb, tfd = tfp.bijectors, tfp.distributions
+
+  glow = tfb.Glow(
+      output_shape=(28, 28, 1), num_glow_blocks=2, num_steps_per_block=8,
+      coupling_bijector_fn=lambda shape: tfb.GlowDefaultNetwork(
+          shape, num_hidden=64),
+      # Plain split: the exit "network" returns an identity bijector.
+      exit_bijector_fn=lambda shape, output_chan: (lambda x: tfb.Identity()))
+  dist = tfd.TransformedDistribution(
+      tfd.Sample(tfd.Normal(0., 1.), sample_shape=[784]), glow)
+  optimizer = tf_keras.optimizers.Adam(1e-3)
+  images = _images(batch_size * 50)
+  dataset = iter(tf.data.Dataset.from_tensor_slices(images).shuffle(
+      len(images)).repeat().batch(batch_size, drop_remainder=True).prefetch(
+          tf.data.AUTOTUNE))
+
+  @tf.function
+  def train_step(batch):
+    x = (tf.cast(batch, tf.float32) + tf.random.uniform(tf.shape(batch))) / 256.
+    with tf.GradientTape() as tape:
+      loss = -tf.reduce_mean(dist.log_prob(x - 0.5))
+    variables = glow.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  for _ in range(warmup):
+    float(train_step(next(dataset)))
+  start = time.perf_counter()
+  for _ in range(steps):
+    loss = train_step(next(dataset))
+  float(loss)
+  return steps * batch_size / (time.perf_counter() - start)
+
+
+def worker(args):
+  if args.worker == "ours":
+    img_per_s = run_ours(args.batch_size, args.warmup, args.steps, args.jit)
+  else:
+    img_per_s = run_tfp(args.batch_size, args.warmup, args.steps)
+  print(json.dumps({"img_per_s": img_per_s, "peak_rss_mb": _peak_rss_mb()}))
+
+
+def measure(which, args):
+  command = [sys.executable, __file__, "--worker", which,
+             "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
+             "--steps", str(args.steps)] + (["--jit"] if args.jit else [])
+  result = subprocess.run(command, capture_output=True, text=True, check=False)
+  if result.returncode != 0:
+    raise RuntimeError(f"{which} worker failed:\n{result.stderr[-3000:]}")
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--warmup", type=int, default=15)
+  parser.add_argument("--steps", type=int, default=60)
+  parser.add_argument("--jit", action="store_true",
+                      help="compile GlowModel's train step with XLA")
+  parser.add_argument("--worker", choices=["ours", "tfp"], help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    return worker(args)
+
+  ours, peer = [], []
+  for round_index in range(args.rounds):
+    order = ("ours", "tfp") if round_index % 2 == 0 else ("tfp", "ours")
+    results = {which: measure(which, args) for which in order}
+    ours.append(results["ours"])
+    peer.append(results["tfp"])
+    print(f"round {round_index + 1}: GlowModel {results['ours']['img_per_s']:7.1f} "
+          f"img/s ({results['ours']['peak_rss_mb']:.0f} MB)   tfb.Glow "
+          f"{results['tfp']['img_per_s']:7.1f} img/s "
+          f"({results['tfp']['peak_rss_mb']:.0f} MB)", flush=True)
+  ratios = [o["img_per_s"] / p["img_per_s"] for o, p in zip(ours, peer)]
+  print(json.dumps({
+      "img_per_s": statistics.median(o["img_per_s"] for o in ours),
+      "peer_img_per_s": statistics.median(p["img_per_s"] for p in peer),
+      "ratio": statistics.median(ratios),
+      "peak_rss_mb": statistics.median(o["peak_rss_mb"] for o in ours),
+      "peer_peak_rss_mb": statistics.median(p["peak_rss_mb"] for p in peer),
+      "rounds": args.rounds, "batch_size": args.batch_size,
+      "jit_compile": args.jit,
+  }))
+
+
+if __name__ == "__main__":
+  main()
