@@ -47,16 +47,20 @@ def save_figure(fig, path):
   return path
 
 
-def image_grid(images, num_columns=None):
-  """Tiles `[N, H, W, C]` images into one `[rows * H, cols * W, C]` array."""
+def image_grid(images, num_columns=None, padding=1, pad_value=128):
+  """Tiles `[N, H, W, C]` images into one array, `padding` pixels of
+  `pad_value` between them (so black-background digits stay apart)."""
   images = np.asarray(images)
   n, h, w, c = images.shape
   num_columns = num_columns or int(np.ceil(np.sqrt(n)))
   num_rows = int(np.ceil(n / num_columns))
-  grid = np.zeros((num_rows * h, num_columns * w, c), images.dtype)
+  cell_h, cell_w = h + padding, w + padding
+  grid = np.full((num_rows * cell_h + padding, num_columns * cell_w + padding,
+                  c), pad_value, images.dtype)
   for i, image in enumerate(images):
     row, col = divmod(i, num_columns)
-    grid[row * h:(row + 1) * h, col * w:(col + 1) * w] = image
+    top, left = padding + row * cell_h, padding + col * cell_w
+    grid[top:top + h, left:left + w] = image
   return grid
 
 
