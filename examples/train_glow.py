@@ -6,8 +6,8 @@
 Writes, under --output-dir (default runs/glow): TensorBoard logs (logs/), a
 sample grid per epoch at temperatures 0.7 and 1.0 (samples/), a checkpoint
 per epoch (backup/: rerunning the same command resumes from it), a latent
-interpolation between two test digits (interpolation.png) and metrics.json
-with test bits/dim. The trained model goes to saved_models/ (--export-dir).
+interpolation between two test digits (interpolation.png), metrics.json
+with test bits/dim and the learning curves (learning_curve.png). The trained model goes to saved_models/ (--export-dir).
 """
 
 import argparse
@@ -138,6 +138,8 @@ def main(argv=None):
       "split_sizes": {name: len(images) for name, images in splits.items()},
   }
   (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+  plotting.save_learning_curves(output_dir / "learning_curve.png",
+                                metrics["history"], "bits_per_dim", "bits/dim")
   print(f"wrote {output_dir / 'metrics.json'}, {model_path}")
   return 0
 

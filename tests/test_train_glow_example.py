@@ -55,6 +55,7 @@ def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path, shared_data_
   assert 0 < metrics["test_bits_per_dim"] < 8
   assert (tmp_path / "run" / "samples" / "samples_epoch_001.png").exists()
   assert (tmp_path / "run" / "interpolation.png").exists()
+  assert (tmp_path / "run" / "learning_curve.png").exists()
   assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
   assert (tmp_path / "export" / "glow.keras").exists()
   # Rerunning the same command resumes: the finished epoch is not redone.

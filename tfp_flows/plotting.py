@@ -79,3 +79,17 @@ def save_image_grids(path, grids, titles, suptitle=None):
   if suptitle:
     fig.suptitle(suptitle)
   return save_figure(fig, path)
+
+
+def save_learning_curves(path, history, metric, ylabel=None):
+  """Plots `history[metric]` and `history["val_" + metric]` per epoch."""
+  fig, ax = plt.subplots(figsize=(5, 3.2))
+  for key, label in ((metric, "train (mean over epoch)"),
+                     (f"val_{metric}", "validation")):
+    if key in history:
+      ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
+  ax.set_xlabel("epoch")
+  ax.set_ylabel(ylabel or metric)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  return save_figure(fig, path)
