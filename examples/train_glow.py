@@ -21,7 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from tfp_flows import data, plotting  # noqa: E402
 from tfp_flows.callbacks import SampleGridCallback  # noqa: E402

@@ -3,11 +3,9 @@
 import keras
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfp_flows.bijectors import ActNorm, AffineCoupling, InvertibleConv1x1
 
-tfb = tfp.bijectors
 
 __all__ = ["ActNormLayer", "InvertibleConv1x1Layer", "AffineCouplingLayer"]
 
