@@ -17,8 +17,8 @@ class InvertibleConv1x1(tfb.ScaleMatvecLU):
   differ. `ScaleMatvecLU` calls `tf.linalg.matvec(W, x)`, which for images
   runs one tiny `C x C` product per pixel and, in the gradient, materializes
   a `[N, H, W, C, C]` tensor; here all pixels go through one
-  `[N H W, C] x [C, C]` matmul (7.5x faster on a `[64, 14, 14, 4]` batch
-  with its gradient, measured on this project's 2-core CPU).
+  `[N H W, C] x [C, C]` matmul (about 7x faster on a `[64, 14, 14, 4]` batch
+  with its gradient: `benchmarks/bench_conv1x1.py`).
 
   Args:
     lower_upper: `[C, C]` packed LU factors, as from `tf.linalg.lu`.

@@ -202,7 +202,7 @@ class GlowModel(keras.Model):
     if self.optimizer is not None and not self.optimizer.built:
       # Creating Adam's slots inside the first step makes tf.function trace
       # train_step twice (once to lift the new variables): twice the tracing
-      # time and about 180 MB more peak memory for this model.
+      # time and more peak memory (see docs/RESULTS.md, bench_glow.py).
       self.optimizer.build(self.trainable_variables)
     if isinstance(x, tf.data.Dataset):
       kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
