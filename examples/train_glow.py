@@ -24,28 +24,9 @@ import numpy as np  # noqa: E402
 
 from tfp_flows import data, plotting  # noqa: E402
 from tfp_flows.callbacks import SampleGridCallback  # noqa: E402
+from tfp_flows.cli import (non_negative_int, positive_float,  # noqa: E402
+                           positive_int)
 from tfp_flows.models import GlowModel  # noqa: E402
-
-
-def positive_int(text):
-  value = int(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-  return value
-
-
-def non_negative_int(text):
-  value = int(text)
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-  return value
-
-
-def positive_float(text):
-  value = float(text)
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-  return value
 
 
 def parse_args(argv=None):

@@ -75,3 +75,28 @@ def test_split_sizes_are_checked(tmp_path):
   _write_idx(tmp_path / "a-images-idx3-ubyte", np.zeros((10, 28, 28)))
   with pytest.raises(data.DataError, match="cannot hold out"):
     data.load_mnist_idx(tmp_path, validation_size=6, test_size=4)
+
+
+def test_binarized_mnist_through_tfds_manual_dir(shared_data_dir, tmp_path):
+  if shared_data_dir is None:
+    pytest.skip("no ../shared/data here; the error tests cover the checks")
+  splits = data.load_binarized_mnist(shared_data_dir / "binarized_mnist",
+                                     data_dir=tmp_path)
+  assert {k: v.shape for k, v in splits.items()} == {
+      "train": (50000, 28, 28, 1), "validation": (10000, 28, 28, 1),
+      "test": (10000, 28, 28, 1)}
+  for images in splits.values():
+    assert images.dtype == np.uint8 and set(np.unique(images)) == {0, 1}
+  # Digits: about 13% of the pixels on (Larochelle & Murray's binarization).
+  assert 0.1 < splits["test"].mean() < 0.16
+
+
+def test_binarized_mnist_errors_name_the_files(tmp_path):
+  with pytest.raises(data.DataError, match="lacks.*binarized_mnist_train.amat"):
+    data.load_binarized_mnist(tmp_path, data_dir=tmp_path / "tfds")
+  # Files with the right names but not the standard binarization.
+  rng = np.random.default_rng(0)
+  for name in data.BINARIZED_MNIST_FILES.values():
+    np.savetxt(tmp_path / name, rng.integers(0, 2, (5, 784)), fmt="%d")
+  with pytest.raises(data.DataError, match="not the standard binarization"):
+    data.load_binarized_mnist(tmp_path, data_dir=tmp_path / "tfds")

@@ -1,6 +1,7 @@
 """Datasets: MNIST from IDX files or TFDS, binarized MNIST from TFDS.
 
-Every loader returns NumPy arrays of images `[N, 28, 28, 1]` (uint8) and the
+Every loader returns NumPy arrays of images `[N, 28, 28, 1]` (uint8; 0..255
+for MNIST, 0/1 for binarized MNIST) and the
 same code path serves users, tests and benchmarks. Errors say which file or
 folder, what was expected and what was found.
 """
@@ -16,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["DataError", "read_idx", "find_mnist_idx_files", "load_mnist_idx",
-           "load_mnist_tfds", "load_mnist", "image_dataset"]
+           "load_mnist_tfds", "load_mnist", "load_binarized_mnist",
+           "BINARIZED_MNIST_FILES", "image_dataset"]
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"),
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
@@ -177,6 +179,74 @@ def load_mnist(data_dir=None, validation_size=None, test_size=1000, seed=0):
     return load_mnist_idx(data_dir, 1000 if validation_size is None else
                           validation_size, test_size, seed)
   return load_mnist_tfds(5000 if validation_size is None else validation_size)
+
+
+# The fixed binarization of Larochelle & Murray (2011), as TFDS downloads it.
+BINARIZED_MNIST_FILES = {"train": "binarized_mnist_train.amat",
+                         "validation": "binarized_mnist_valid.amat",
+                         "test": "binarized_mnist_test.amat"}
+
+
+def load_binarized_mnist(manual_dir=None, data_dir=None):
+  """Binarized MNIST from TFDS `binarized_mnist`: 50k / 10k / 10k digits.
+
+  On first use TFDS builds the dataset into `data_dir` (TFDS' default
+  folder when `None`): from the original `.amat` files in `manual_dir` when
+  given (offline; about 15 s), else by downloading them.
+
+  Args:
+    manual_dir: folder holding `binarized_mnist_{train,valid,test}.amat`
+      (e.g. `../shared/data/binarized_mnist`), or `None` to download.
+    data_dir: TFDS data folder, or `None` for TFDS' default.
+
+  Returns:
+    dict with keys "train", "validation", "test": uint8 `[N, 28, 28, 1]`
+    arrays of 0s and 1s.
+
+  Raises:
+    DataError: missing or corrupt files, or no network and no `manual_dir`.
+  """
+  import tensorflow_datasets as tfds  # imported here: slow, and optional
+
+  builder = tfds.builder("binarized_mnist", data_dir=data_dir)
+  if not builder.is_prepared():
+    download_config = None
+    if manual_dir is not None:
+      manual_dir = pathlib.Path(manual_dir)
+      missing = [name for name in BINARIZED_MNIST_FILES.values()
+                 if not (manual_dir / name).is_file()]
+      if missing:
+        found = sorted(p.name for p in manual_dir.iterdir())[:10] if (
+            manual_dir.is_dir()) else "no such directory"
+        raise DataError(
+            f"binarized MNIST: {manual_dir} lacks {missing}; expected the "
+            f"three files {sorted(BINARIZED_MNIST_FILES.values())}, found "
+            f"{found}.")
+      download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+    else:
+      url = getattr(sys.modules[type(builder).__module__], "_URL", None)
+      if url is not None and not _reachable(url):
+        raise DataError(
+            f"binarized MNIST is not in the TFDS data folder and {url} cannot "
+            "be reached (offline?). Pass --data-dir DIR holding "
+            f"{sorted(BINARIZED_MNIST_FILES.values())} (e.g. "
+            "../shared/data/binarized_mnist) instead.")
+    try:
+      builder.download_and_prepare(download_config=download_config)
+    except Exception as error:  # a failed download or a corrupt file
+      if type(error).__name__ == "NonMatchingChecksumError":
+        raise DataError(
+            "binarized MNIST: a file is not the standard binarization (its "
+            f"checksum does not match): {str(error).splitlines()[0][:300]}"
+        ) from None
+      raise DataError(
+          "could not prepare binarized MNIST through TensorFlow Datasets "
+          f"({type(error).__name__}: {str(error)[:300]}).") from None
+  splits = {}
+  for split in BINARIZED_MNIST_FILES:
+    splits[split] = tfds.as_numpy(
+        builder.as_dataset(split=split, batch_size=-1))["image"]
+  return splits
 
 
 def image_dataset(images, batch_size, shuffle=False, seed=0, repeat=False):

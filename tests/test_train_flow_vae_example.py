@@ -1,0 +1,62 @@
+"""examples/train_flow_vae.py as a user runs it: a subprocess."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "examples" / "train_flow_vae.py"
+
+
+def _run(args, cwd, timeout=600, env=None):
+  return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, **(env or {})})
+
+
+def test_data_dir_without_the_amat_files_stops_with_a_message(tmp_path):
+  result = _run(["--data-dir", str(tmp_path)], cwd=tmp_path, timeout=120,
+                env={"TFDS_DATA_DIR": str(tmp_path / "tfds")})
+  assert result.returncode == 2
+  assert "binarized_mnist_train.amat" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_bad_flags_are_rejected_by_name(tmp_path):
+  for flags, name in ((["--num-flows", "0"], "--num-flows"),
+                      (["--flow", "maf"], "--flow"),
+                      (["--learning-rate", "-1"], "--learning-rate")):
+    result = _run(flags, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and name in result.stderr
+
+
+def test_short_run_writes_every_artifact_and_resumes(tmp_path, shared_data_dir):
+  if shared_data_dir is None:
+    pytest.skip("needs ../shared/data/binarized_mnist")
+  args = ["--data-dir", str(shared_data_dir / "binarized_mnist"),
+          "--train-size", "1000", "--epochs", "2", "--num-flows", "2",
+          "--latent-dim", "8", "--hidden-units", "64", "--eval-samples", "20",
+          "--eval-size", "100", "--output-dir", str(tmp_path / "run"),
+          "--export-dir", str(tmp_path / "export")]
+  env = {"TFDS_DATA_DIR": str(tmp_path / "tfds")}
+  result = _run(args, cwd=tmp_path, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert metrics["steps"] == 2 * 10  # 1000 digits / batch 100, 2 epochs
+  assert metrics["test_negative_log_likelihood"] <= (
+      metrics["test_negative_elbo"] + 1.)
+  assert metrics["importance_samples"] == 20
+  assert (tmp_path / "run" / "images" / "epoch_002.png").exists()
+  assert (tmp_path / "run" / "final_images.png").exists()
+  assert (tmp_path / "run" / "learning_curve.png").exists()
+  assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+  assert (tmp_path / "export" / "flow_vae.keras").exists()
+  # The same command again resumes from the last checkpoint: no more steps.
+  result = _run(args, cwd=tmp_path, env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  again = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert again["steps"] == 20

@@ -1,0 +1,122 @@
+"""Chains of planar or radial flows built from parameter tensors.
+
+Two owners of the same parameters: an encoder that emits them per example
+(the amortized flows of `FlowVAE`), or `FlowParameters`, a layer that holds
+one shared set as Keras weights (the 2-D density fits, `tfp.vi` surrogates).
+Either way the parameters of step `k` are the vector `params[..., k, :]`:
+
+```none
+planar:  [u (D), w (D), b (1)]                       size 2 D + 1
+radial:  [z0 (D), raw_alpha (1), raw_beta (1)]       size D + 2
+```
+
+with `alpha, beta = radial_params_from_unconstrained(raw_alpha, raw_beta)`,
+so every real vector gives an invertible step.
+"""
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_flows.bijectors import Planar, Radial
+from tfp_flows.bijectors.radial import radial_params_from_unconstrained
+
+tfb = tfp.bijectors
+
+__all__ = ["FLOW_TYPES", "flow_param_size", "flow_bijectors",
+           "forward_and_log_det", "FlowParameters"]
+
+FLOW_TYPES = ("planar", "radial")
+
+
+def _check_flow(flow):
+  if flow not in FLOW_TYPES:
+    raise ValueError(f"flow must be one of {FLOW_TYPES}; got {flow!r}.")
+
+
+def flow_param_size(flow, dim):
+  """Number of reals parametrizing one `flow` step on `R^dim`."""
+  _check_flow(flow)
+  return 2 * dim + 1 if flow == "planar" else dim + 2
+
+
+def flow_bijectors(flow, params, dim):
+  """The `K` bijectors of `params` `[..., K, P]`, in the order applied.
+
+  Batch dimensions `...` of `params` become batch dimensions of each
+  bijector, so an encoder's `[N, K, P]` output gives one flow per example.
+  """
+  _check_flow(flow)
+  params = tf.convert_to_tensor(params)
+  expected = flow_param_size(flow, dim)
+  if params.shape.rank is not None and (
+      params.shape.rank < 2 or params.shape[-1] not in (None, expected)):
+    raise ValueError(
+        f"{flow} flow parameters must have shape [..., K, {expected}] for "
+        f"D = {dim}; got {params.shape}.")
+  bijectors = []
+  for k in range(params.shape[-2]):
+    step = params[..., k, :]
+    if flow == "planar":
+      bijectors.append(Planar(u=step[..., :dim], w=step[..., dim:2 * dim],
+                              b=step[..., 2 * dim], name=f"planar_{k}"))
+    else:
+      alpha, beta = radial_params_from_unconstrained(step[..., dim],
+                                                     step[..., dim + 1])
+      bijectors.append(Radial(z0=step[..., :dim], alpha=alpha, beta=beta,
+                              name=f"radial_{k}"))
+  return bijectors
+
+
+def forward_and_log_det(bijectors, z):
+  """`z_K = f_K(...f_1(z))` and `sum_k log|det df_k/dz_{k-1}|`, one pass.
+
+  What a `TransformedDistribution` of `tfb.Chain` computes by
+  `experimental_sample_and_log_prob`, written out so each step's input is
+  at hand for its log-det without relying on TFP's cache.
+  """
+  log_det = tf.zeros(tf.shape(z)[:-1], z.dtype)
+  for bijector in bijectors:
+    log_det += bijector.forward_log_det_jacobian(z, event_ndims=1)
+    z = bijector.forward(z)
+  return z, log_det
+
+
+@keras.saving.register_keras_serializable(package="tfp_flows")
+class FlowParameters(keras.layers.Layer):
+  """Keras weights `[K, P]` for `K` planar or radial steps on `R^dim`.
+
+  `bijectors()` builds the steps from the weights' current values, so Keras
+  tracks, saves and distributes them (a bijector holding a `tf.Variable`
+  would hide it from a Keras 3 model).
+
+  Initialization keeps each step near the identity: planar `u, w ~ N(0,
+  0.1^2)`, `b = 0`; radial `z0 ~ N(0, 1)`, `alpha = softplus(0)`,
+  `beta = 0` (`raw_beta = raw_alpha = 0`).
+  """
+
+  def __init__(self, flow, num_flows, dim, seed=0, **kwargs):
+    super().__init__(**kwargs)
+    _check_flow(flow)
+    if num_flows < 1 or dim < 1:
+      raise ValueError(f"FlowParameters: num_flows and dim must be >= 1; got "
+                       f"{num_flows} and {dim}.")
+    self.flow, self.num_flows, self.dim, self.seed = flow, num_flows, dim, seed
+    size = flow_param_size(flow, dim)
+    # Random u, w (planar) or z0 (radial); zero b, raw_alpha, raw_beta.
+    num_random, scale = (2 * dim, 0.1) if flow == "planar" else (dim, 1.)
+    mask = tf.concat([tf.ones([num_random]), tf.zeros([size - num_random])], 0)
+    initial = scale * keras.random.normal([num_flows, size], seed=seed) * mask
+    self.params = self.add_weight(
+        shape=(num_flows, size), name="params",
+        initializer=keras.initializers.Constant(initial))
+
+  def get_config(self):
+    return {**super().get_config(), "flow": self.flow,
+            "num_flows": self.num_flows, "dim": self.dim, "seed": self.seed}
+
+  def bijectors(self):
+    return flow_bijectors(self.flow, self.params.value, self.dim)
+
+  def call(self, z):
+    return forward_and_log_det(self.bijectors(), z)

@@ -1,0 +1,134 @@
+"""A Keras model fitting a planar or radial flow to an unnormalized 2-D
+density (Rezende & Mohamed 2015, Sec. 6.1)."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfp_flows.energies import energy
+from tfp_flows.layers.flows import FLOW_TYPES, FlowParameters
+
+__all__ = ["EnergyFlowModel"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
+
+
+@keras.saving.register_keras_serializable(package="tfp_flows")
+class EnergyFlowModel(keras.Model):
+  r"""Fits `q_K = flow(N(mu, diag sigma^2))` to `exp(-U) / Z` on `R^2`.
+
+  Minimizes the paper's free energy (Sec. 6.1), a Monte Carlo estimate
+  over `batch_size` samples `z_0 ~ q_0` per step:
+
+  ```none
+  F = E[log q_0(z_0) - sum_k log|det df_k/dz_{k-1}| + beta_t U(z_K)]
+    = KL(q_K || e^{-U}/Z) - log Z   at beta_t = 1,
+  beta_t = min(1, initial_beta + t / annealing_steps)
+  ```
+
+  so `F >= -log Z`, with equality iff `q_K = e^{-U} / Z`. The base's `mu`
+  and `log sigma` and the flow parameters are Keras weights (a
+  `FlowParameters` layer). `fit` ignores its data: pass any dataset and
+  `steps_per_epoch`; each step draws its own samples.
+
+  Metrics: `free_energy` (at `beta = 1`), `loss` (at `beta_t`), `beta`.
+  """
+
+  def __init__(self, energy_name="U1", flow="planar", num_flows=8,
+               batch_size=100, initial_beta=0.01, annealing_steps=10_000,
+               seed=0, **kwargs):
+    super().__init__(**kwargs)
+    self.energy_fn = energy(energy_name)
+    if flow not in FLOW_TYPES:
+      raise ValueError(f"EnergyFlowModel: flow must be one of {FLOW_TYPES}; "
+                       f"got {flow!r}.")
+    if batch_size < 1 or annealing_steps < 0 or not 0. < initial_beta <= 1.:
+      raise ValueError(
+          f"EnergyFlowModel: need batch_size >= 1, annealing_steps >= 0 and "
+          f"0 < initial_beta <= 1; got {batch_size}, {annealing_steps}, "
+          f"{initial_beta}.")
+    self.energy_name, self.flow, self.num_flows = energy_name, flow, num_flows
+    self.batch_size, self.seed = batch_size, seed
+    self.initial_beta, self.annealing_steps = initial_beta, annealing_steps
+    self.base_loc = self.add_weight(shape=(2,), initializer="zeros",
+                                    name="base_loc")
+    self.base_log_scale = self.add_weight(shape=(2,), initializer="zeros",
+                                          name="base_log_scale")
+    self.flow_parameters = FlowParameters(flow, num_flows, 2, seed=seed,
+                                          name="flow_parameters")
+    self.sample_seed = keras.random.SeedGenerator(seed)
+    self.loss_tracker = keras.metrics.Mean(name="loss")
+    self.free_energy_tracker = keras.metrics.Mean(name="free_energy")
+    self.beta_tracker = keras.metrics.Mean(name="beta")
+    self.built = True
+
+  def get_config(self):
+    return {**super().get_config(), "energy_name": self.energy_name,
+            "flow": self.flow, "num_flows": self.num_flows,
+            "batch_size": self.batch_size, "initial_beta": self.initial_beta,
+            "annealing_steps": self.annealing_steps, "seed": self.seed}
+
+  @property
+  def metrics(self):
+    return [self.loss_tracker, self.free_energy_tracker, self.beta_tracker]
+
+  def sample_and_log_prob(self, noise):
+    """`z_K` and `log q_K(z_K)` for standard-normal `noise` `[..., 2]`."""
+    log_scale = self.base_log_scale.value
+    z0 = self.base_loc.value + tf.exp(log_scale) * noise
+    log_q0 = -tf.reduce_sum(0.5 * tf.square(noise) + log_scale + _HALF_LOG_2PI,
+                            axis=-1)
+    z, log_det = self.flow_parameters(z0)
+    return z, log_q0 - log_det
+
+  def log_prob(self, z):
+    """`log q_K(z)` of arbitrary points `[..., 2]`, through the flow's
+    inverse (numerical for planar steps)."""
+    z = tf.convert_to_tensor(z, tf.float32)
+    log_det = tf.zeros(tf.shape(z)[:-1])
+    for bijector in reversed(self.flow_parameters.bijectors()):
+      log_det += bijector.inverse_log_det_jacobian(z, event_ndims=1)
+      z = bijector.inverse(z)
+    log_scale = self.base_log_scale.value
+    noise = (z - self.base_loc.value) / tf.exp(log_scale)
+    log_q0 = -tf.reduce_sum(0.5 * tf.square(noise) + log_scale + _HALF_LOG_2PI,
+                            axis=-1)
+    return log_q0 + log_det
+
+  def beta(self, step):
+    step = tf.cast(step, tf.float32)
+    if self.annealing_steps == 0:
+      return tf.ones_like(step)
+    return tf.minimum(1., self.initial_beta + step / self.annealing_steps)
+
+  def free_energy(self, num_samples=10_000, seed=0):
+    """Monte Carlo estimate of `F` at `beta = 1` (an upper bound on
+    `-log Z` in expectation): mean and standard error, NumPy floats."""
+    noise = tf.random.stateless_normal([num_samples, 2], seed=[seed, 0])
+    z, log_q = self.sample_and_log_prob(noise)
+    values = (log_q + self.energy_fn(z)).numpy()
+    return values.mean(), values.std(ddof=1) / np.sqrt(num_samples)
+
+  def fit(self, x=None, *args, **kwargs):
+    if self.optimizer is not None and not self.optimizer.built:
+      self.optimizer.build(self.trainable_variables)  # see GlowModel.fit
+    kwargs.setdefault("shuffle", False)  # the data are ignored
+    return super().fit(x, *args, **kwargs)
+
+  def train_step(self, data):
+    del data  # each step draws its own samples from q_0
+    beta = self.beta(self.optimizer.iterations)
+    noise = keras.random.normal([self.batch_size, 2], seed=self.sample_seed)
+    with tf.GradientTape() as tape:
+      z, log_q = self.sample_and_log_prob(noise)
+      potential = self.energy_fn(z)
+      loss = tf.reduce_mean(log_q + beta * potential)
+      scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+    gradients = tape.gradient(scaled_loss, self.trainable_variables)
+    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    self.loss_tracker.update_state(loss)
+    self.free_energy_tracker.update_state(log_q + potential)
+    self.beta_tracker.update_state(beta)
+    return {m.name: m.result() for m in self.metrics}

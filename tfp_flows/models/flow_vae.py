@@ -1,0 +1,328 @@
+"""A VAE whose approximate posterior is a planar or radial flow (Rezende &
+Mohamed 2015, Sec. 6.2), as a Keras 3 model with a custom `train_step`."""
+
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_flows.models.glow import _images_of
+from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
+                                    flow_param_size, forward_and_log_det)
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
+
+__all__ = ["FlowVAE"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
+
+
+@keras.saving.register_keras_serializable(package="tfp_flows")
+class FlowVAE(keras.Model):
+  r"""Variational autoencoder with a normalizing-flow posterior.
+
+  ```none
+  encoder:  x -> mu, log sigma, flow parameters (all per example)
+  q_0(z_0 | x) = N(mu, diag sigma^2),   z_K = f_K(...f_1(z_0)),
+  log q_K(z_K | x) = log q_0(z_0 | x) - sum_k log|det df_k/dz_{k-1}|
+  decoder:  z_K -> Bernoulli logits over the pixels;  prior p(z) = N(0, I)
+  ```
+
+  Training minimizes the paper's annealed free energy, one sample of `z_0`
+  per example:
+
+  ```none
+  F_t(x) = E[log q_0(z_0)] - beta_t E[log p(x | z_K) + log p(z_K)]
+           - E[sum_k log|det df_k/dz_{k-1}|],
+  beta_t = min(1, initial_beta + t / annealing_steps)
+  ```
+
+  with `t` the optimizer's step. `beta_t = 1` gives the negative ELBO,
+  which `test_step` reports. The samples go through the flow forward only
+  (no inverse, no root-finding).
+
+  Metrics: `loss` (`F_t`), `elbo`, `reconstruction` (`E log p(x|z_K)`),
+  `kl` (`E[log q_K(z_K|x) - log p(z_K)]`, so `elbo = reconstruction - kl`),
+  `beta`. All in nats per image.
+
+  Args:
+    latent_dim: dimension `D` of `z`.
+    flow: `"planar"`, `"radial"` or `"none"` (a diagonal-Gaussian VAE).
+    num_flows: `K`, flow steps (ignored for `"none"`).
+    hidden_units: widths of the encoder's hidden layers; the decoder mirrors
+      them.
+    activation: of the hidden layers.
+    image_shape: `(H, W, C)` of the binary images.
+    initial_beta, annealing_steps: the annealing schedule; `annealing_steps=0`
+      trains on the plain ELBO (`beta = 1` throughout).
+    seed: seeds the training samples of `z_0`.
+  """
+
+  def __init__(self, latent_dim=40, flow="planar", num_flows=10,
+               hidden_units=(400, 400), activation="relu",
+               image_shape=(28, 28, 1), initial_beta=0.01,
+               annealing_steps=10_000, seed=0, **kwargs):
+    super().__init__(**kwargs)
+    if flow not in FLOW_TYPES + ("none",):
+      raise ValueError(f"FlowVAE: flow must be one of {FLOW_TYPES + ('none',)}"
+                       f"; got {flow!r}.")
+    hidden_units = tuple(int(units) for units in hidden_units)
+    if latent_dim < 1 or not hidden_units or min(hidden_units) < 1:
+      raise ValueError(
+          f"FlowVAE: latent_dim must be >= 1 and hidden_units a non-empty "
+          f"sequence of positive widths; got latent_dim={latent_dim}, "
+          f"hidden_units={hidden_units}.")
+    if flow != "none" and num_flows < 1:
+      raise ValueError(f"FlowVAE: num_flows must be >= 1 for flow={flow!r}; "
+                       f"got {num_flows}.")
+    if not 0. < initial_beta <= 1. or annealing_steps < 0:
+      raise ValueError(
+          f"FlowVAE: need 0 < initial_beta <= 1 and annealing_steps >= 0; got "
+          f"{initial_beta} and {annealing_steps}.")
+    self.latent_dim = int(latent_dim)
+    self.flow = flow
+    self.num_flows = int(num_flows) if flow != "none" else 0
+    self.hidden_units = hidden_units
+    self.activation = activation
+    self.image_shape = tuple(int(s) for s in image_shape)
+    self.initial_beta = float(initial_beta)
+    self.annealing_steps = int(annealing_steps)
+    self.seed = seed
+    self.event_size = math.prod(self.image_shape)
+
+    dense = keras.layers.Dense
+    self.encoder_layers = [
+        dense(units, activation=activation, name=f"encoder_{i}")
+        for i, units in enumerate(hidden_units)]
+    self.posterior_head = dense(2 * self.latent_dim, name="posterior_head")
+    self.flow_head = None
+    if self.num_flows:
+      self.flow_head = dense(
+          self.num_flows * flow_param_size(flow, self.latent_dim),
+          name="flow_head")
+    self.decoder_layers = [
+        dense(units, activation=activation, name=f"decoder_{i}")
+        for i, units in enumerate(reversed(hidden_units))]
+    self.logits_head = dense(self.event_size, name="logits_head")
+    width = self.event_size
+    for layer in self.encoder_layers:
+      layer.build((None, width))
+      width = layer.units
+    for head in (self.posterior_head, self.flow_head):
+      if head is not None:
+        head.build((None, width))
+    width = self.latent_dim
+    for layer in self.decoder_layers + [self.logits_head]:
+      layer.build((None, width))
+      width = layer.units
+
+    self.sample_seed = keras.random.SeedGenerator(seed)
+    self.loss_tracker = keras.metrics.Mean(name="loss")
+    self.elbo_tracker = keras.metrics.Mean(name="elbo")
+    self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+    self.kl_tracker = keras.metrics.Mean(name="kl")
+    self.beta_tracker = keras.metrics.Mean(name="beta")
+    self.built = True
+
+  def get_config(self):
+    return {**super().get_config(), "latent_dim": self.latent_dim,
+            "flow": self.flow, "num_flows": self.num_flows,
+            "hidden_units": self.hidden_units, "activation": self.activation,
+            "image_shape": self.image_shape,
+            "initial_beta": self.initial_beta,
+            "annealing_steps": self.annealing_steps, "seed": self.seed}
+
+  # Inputs ------------------------------------------------------------------
+
+  def _check_images(self, images):
+    """Float32 `[N, H, W, C]` of the binary images; static checks only."""
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank is not None and (
+        images.shape.rank != 4 or
+        not images.shape[1:].is_compatible_with(self.image_shape)):
+      raise ValueError(
+          f"FlowVAE: images must have shape [N, {', '.join(map(str, self.image_shape))}]"
+          f"; got {images.shape}.")
+    if not (images.dtype.is_integer or images.dtype.is_floating):
+      raise TypeError(f"FlowVAE: images must be integer or float 0/1 values; "
+                      f"got dtype {images.dtype.name}.")
+    return tf.cast(images, tf.float32)
+
+  # The posterior -----------------------------------------------------------
+
+  def posterior_parameters(self, images):
+    """`loc`, `log_scale` `[N, D]` of `q_0` and flow parameters `[N, K, P]`
+    (`None` for `flow="none"`)."""
+    h = tf.reshape(self._check_images(images), [-1, self.event_size])
+    for layer in self.encoder_layers:
+      h = layer(h)
+    loc, log_scale = tf.split(self.posterior_head(h), 2, axis=-1)
+    flow_params = None
+    if self.flow_head is not None:
+      flow_params = tf.reshape(
+          self.flow_head(h),
+          [-1, self.num_flows, flow_param_size(self.flow, self.latent_dim)])
+    return loc, log_scale, flow_params
+
+  def flow_bijectors(self, flow_params):
+    """The posterior's flow steps, in the order applied to `z_0`."""
+    if flow_params is None:
+      return []
+    return flow_bijectors(self.flow, flow_params, self.latent_dim)
+
+  def posterior(self, images):
+    """`q_K(z_K | x)` as a `tfd.TransformedDistribution`, batch shape `[N]`.
+
+    Its `log_prob` of arbitrary latents inverts the flow (root-finding for
+    planar steps); training and evaluation use forward samples instead.
+    """
+    loc, log_scale, flow_params = self.posterior_parameters(images)
+    base = tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.exp(log_scale))
+    steps = self.flow_bijectors(flow_params)
+    return tfd.TransformedDistribution(
+        base, tfb.Chain(list(reversed(steps))) if steps else tfb.Identity())
+
+  def _sample_posterior(self, loc, log_scale, flow_params, noise):
+    """`z_K` and `log q_K(z_K | x)` for standard-normal `noise` `[..., N, D]`."""
+    z0 = loc + tf.exp(log_scale) * noise
+    log_q0 = -tf.reduce_sum(0.5 * tf.square(noise) + log_scale + _HALF_LOG_2PI,
+                            axis=-1)
+    z, log_det = forward_and_log_det(self.flow_bijectors(flow_params), z0)
+    return z, log_q0 - log_det
+
+  # The generative model ----------------------------------------------------
+
+  def decoder_logits(self, latents):
+    """Bernoulli logits `[..., H, W, C]` of `p(x | z)`."""
+    h = latents
+    for layer in self.decoder_layers:
+      h = layer(h)
+    logits = self.logits_head(h)
+    return tf.reshape(logits,
+                      tf.concat([tf.shape(logits)[:-1], self.image_shape], 0))
+
+  def _log_likelihood_and_prior(self, images, latents):
+    """`log p(x | z)` and `log p(z)` for `latents` `[..., N, D]`."""
+    logits = self.decoder_logits(latents)
+    # Bernoulli log-likelihood, as tfd.Bernoulli(logits).log_prob, summed.
+    log_likelihood = -tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(
+            labels=tf.broadcast_to(images, tf.shape(logits)), logits=logits),
+        axis=[-3, -2, -1])
+    log_prior = -tf.reduce_sum(0.5 * tf.square(latents) + _HALF_LOG_2PI,
+                               axis=-1)
+    return log_likelihood, log_prior
+
+  # Objectives --------------------------------------------------------------
+
+  def elbo_terms(self, images, noise):
+    """Per-example `(log p(x|z_K), log p(z_K), log q_K(z_K|x))`, one sample
+    each, from standard-normal `noise` `[N, D]`."""
+    images = self._check_images(images)
+    loc, log_scale, flow_params = self.posterior_parameters(images)
+    z, log_q = self._sample_posterior(loc, log_scale, flow_params, noise)
+    log_likelihood, log_prior = self._log_likelihood_and_prior(images, z)
+    return log_likelihood, log_prior, log_q
+
+  def elbo(self, images, seed=0):
+    """Single-sample ELBO per example `[N]`, nats; stateless in `seed`."""
+    images = self._check_images(images)
+    noise = tf.random.stateless_normal(
+        [tf.shape(images)[0], self.latent_dim], seed=[seed, 0])
+    log_likelihood, log_prior, log_q = self.elbo_terms(images, noise)
+    return log_likelihood + log_prior - log_q
+
+  def log_importance_weights(self, images, num_samples, seed=0):
+    """`log p(x|z) + log p(z) - log q_K(z|x)` for `num_samples` posterior
+    samples of each image: `[num_samples, N]`. Their log-mean-exp is the
+    importance-sampled estimate of `log p(x)`; see
+    `tfp_flows.evaluation.importance_log_likelihood`."""
+    images = self._check_images(images)
+    loc, log_scale, flow_params = self.posterior_parameters(images)
+    noise = tf.random.stateless_normal(
+        [num_samples, tf.shape(images)[0], self.latent_dim], seed=[seed, 1])
+    z, log_q = self._sample_posterior(loc, log_scale, flow_params, noise)
+    log_likelihood, log_prior = self._log_likelihood_and_prior(images, z)
+    return log_likelihood + log_prior - log_q
+
+  def beta(self, step):
+    """The annealing schedule `min(1, initial_beta + step / annealing_steps)`."""
+    step = tf.cast(step, tf.float32)
+    if self.annealing_steps == 0:
+      return tf.ones_like(step)
+    return tf.minimum(1., self.initial_beta + step / self.annealing_steps)
+
+  def call(self, images, training=False):
+    return self.elbo(images)
+
+  # Training ----------------------------------------------------------------
+
+  @property
+  def metrics(self):
+    return [self.loss_tracker, self.elbo_tracker, self.reconstruction_tracker,
+            self.kl_tracker, self.beta_tracker]
+
+  def _free_energy_and_update_metrics(self, images, beta):
+    noise = keras.random.normal([tf.shape(images)[0], self.latent_dim],
+                                seed=self.sample_seed)
+    log_likelihood, log_prior, log_q = self.elbo_terms(images, noise)
+    free_energy = log_q - beta * (log_likelihood + log_prior)
+    kl = log_q - log_prior
+    self.loss_tracker.update_state(free_energy)
+    self.elbo_tracker.update_state(log_likelihood - kl)
+    self.reconstruction_tracker.update_state(log_likelihood)
+    self.kl_tracker.update_state(kl)
+    self.beta_tracker.update_state(beta)
+    return tf.reduce_mean(free_energy)
+
+  def train_step(self, data):
+    images = _images_of(data)
+    beta = self.beta(self.optimizer.iterations)
+    with tf.GradientTape() as tape:
+      loss = self._free_energy_and_update_metrics(images, beta)
+      # Per-replica mean / replicas: summed across replicas, the gradient of
+      # the global-batch mean.
+      scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+    gradients = tape.gradient(scaled_loss, self.trainable_variables)
+    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    return {m.name: m.result() for m in self.metrics}
+
+  def test_step(self, data):
+    self._free_energy_and_update_metrics(_images_of(data), tf.constant(1.))
+    return {m.name: m.result() for m in self.metrics}
+
+  def fit(self, *args, **kwargs):
+    if self.optimizer is not None and not self.optimizer.built:
+      # As in GlowModel.fit: building Adam's slots inside the first step makes
+      # tf.function trace train_step twice.
+      self.optimizer.build(self.trainable_variables)
+    x = args[0] if args else kwargs.get("x")
+    if isinstance(x, tf.data.Dataset):
+      kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
+    return super().fit(*args, **kwargs)
+
+  # Encoding, decoding, sampling --------------------------------------------
+
+  def encode(self, images, seed=0):
+    """`(mean, latents)` `[N, D]`: the flow applied to the mean of `q_0`, and
+    one sample of `z_K ~ q_K(z | x)` (stateless in `seed`)."""
+    loc, log_scale, flow_params = self.posterior_parameters(images)
+    steps = self.flow_bijectors(flow_params)
+    mean, _ = forward_and_log_det(steps, loc)
+    noise = tf.random.stateless_normal(tf.shape(loc), seed=[seed, 2])
+    latents, _ = self._sample_posterior(loc, log_scale, flow_params, noise)
+    return mean, latents
+
+  def decode(self, latents):
+    """Pixel probabilities `[N, H, W, C]` of `p(x | z)`."""
+    return tf.sigmoid(self.decoder_logits(
+        tf.convert_to_tensor(latents, tf.float32)))
+
+  def sample(self, num_samples, seed=None):
+    """Pixel probabilities of `num_samples` images decoded from the prior."""
+    shape = [num_samples, self.latent_dim]
+    latents = (tf.random.normal(shape) if seed is None else
+               tf.random.stateless_normal(shape, seed=[seed, 3]))
+    return self.decode(latents)
