@@ -1,7 +1,6 @@
 """A Keras model fitting a planar or radial flow to an unnormalized 2-D
 density (Rezende & Mohamed 2015, Sec. 6.1)."""
 
-import math
 
 import keras
 import numpy as np
@@ -9,10 +8,10 @@ import tensorflow as tf
 
 from tfp_flows.energies import energy
 from tfp_flows.layers.flows import FLOW_TYPES, FlowParameters
+from tfp_flows.models.common import (HALF_LOG_2PI, annealed_beta,
+                                     diagonal_normal_sample)
 
 __all__ = ["EnergyFlowModel"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
@@ -76,10 +75,8 @@ class EnergyFlowModel(keras.Model):
 
   def sample_and_log_prob(self, noise):
     """`z_K` and `log q_K(z_K)` for standard-normal `noise` `[..., 2]`."""
-    log_scale = self.base_log_scale.value
-    z0 = self.base_loc.value + tf.exp(log_scale) * noise
-    log_q0 = -tf.reduce_sum(0.5 * tf.square(noise) + log_scale + _HALF_LOG_2PI,
-                            axis=-1)
+    z0, log_q0 = diagonal_normal_sample(
+        self.base_loc.value, self.base_log_scale.value, noise)
     z, log_det = self.flow_parameters(z0)
     return z, log_q0 - log_det
 
@@ -93,15 +90,12 @@ class EnergyFlowModel(keras.Model):
       z = bijector.inverse(z)
     log_scale = self.base_log_scale.value
     noise = (z - self.base_loc.value) / tf.exp(log_scale)
-    log_q0 = -tf.reduce_sum(0.5 * tf.square(noise) + log_scale + _HALF_LOG_2PI,
+    log_q0 = -tf.reduce_sum(0.5 * tf.square(noise) + log_scale + HALF_LOG_2PI,
                             axis=-1)
     return log_q0 + log_det
 
   def beta(self, step):
-    step = tf.cast(step, tf.float32)
-    if self.annealing_steps == 0:
-      return tf.ones_like(step)
-    return tf.minimum(1., self.initial_beta + step / self.annealing_steps)
+    return annealed_beta(step, self.initial_beta, self.annealing_steps)
 
   def free_energy(self, num_samples=10_000, seed=0):
     """Monte Carlo estimate of `F` at `beta = 1` (an upper bound on

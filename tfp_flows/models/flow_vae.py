@@ -7,16 +7,15 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.models.glow import _images_of
 from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
                                     flow_param_size, forward_and_log_det)
+from tfp_flows.models.common import (HALF_LOG_2PI, annealed_beta,
+                                     diagonal_normal_sample, images_of)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
 __all__ = ["FlowVAE"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
@@ -186,9 +185,7 @@ class FlowVAE(keras.Model):
 
   def _sample_posterior(self, loc, log_scale, flow_params, noise):
     """`z_K` and `log q_K(z_K | x)` for standard-normal `noise` `[..., N, D]`."""
-    z0 = loc + tf.exp(log_scale) * noise
-    log_q0 = -tf.reduce_sum(0.5 * tf.square(noise) + log_scale + _HALF_LOG_2PI,
-                            axis=-1)
+    z0, log_q0 = diagonal_normal_sample(loc, log_scale, noise)
     z, log_det = forward_and_log_det(self.flow_bijectors(flow_params), z0)
     return z, log_q0 - log_det
 
@@ -211,7 +208,7 @@ class FlowVAE(keras.Model):
         tf.nn.sigmoid_cross_entropy_with_logits(
             labels=tf.broadcast_to(images, tf.shape(logits)), logits=logits),
         axis=[-3, -2, -1])
-    log_prior = -tf.reduce_sum(0.5 * tf.square(latents) + _HALF_LOG_2PI,
+    log_prior = -tf.reduce_sum(0.5 * tf.square(latents) + HALF_LOG_2PI,
                                axis=-1)
     return log_likelihood, log_prior
 
@@ -249,10 +246,7 @@ class FlowVAE(keras.Model):
 
   def beta(self, step):
     """The annealing schedule `min(1, initial_beta + step / annealing_steps)`."""
-    step = tf.cast(step, tf.float32)
-    if self.annealing_steps == 0:
-      return tf.ones_like(step)
-    return tf.minimum(1., self.initial_beta + step / self.annealing_steps)
+    return annealed_beta(step, self.initial_beta, self.annealing_steps)
 
   def call(self, images, training=False):
     return self.elbo(images)
@@ -278,7 +272,7 @@ class FlowVAE(keras.Model):
     return tf.reduce_mean(free_energy)
 
   def train_step(self, data):
-    images = _images_of(data)
+    images = images_of(data)
     beta = self.beta(self.optimizer.iterations)
     with tf.GradientTape() as tape:
       loss = self._free_energy_and_update_metrics(images, beta)
@@ -290,7 +284,7 @@ class FlowVAE(keras.Model):
     return {m.name: m.result() for m in self.metrics}
 
   def test_step(self, data):
-    self._free_energy_and_update_metrics(_images_of(data), tf.constant(1.))
+    self._free_energy_and_update_metrics(images_of(data), tf.constant(1.))
     return {m.name: m.result() for m in self.metrics}
 
   def fit(self, *args, **kwargs):

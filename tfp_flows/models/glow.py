@@ -9,6 +9,7 @@ import tensorflow_probability as tfp
 from tfp_flows.bijectors import channels_first_flatten, squeeze
 from tfp_flows.layers import (ActNormLayer, AffineCouplingLayer,
                               InvertibleConv1x1Layer)
+from tfp_flows.models.common import images_of
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -251,7 +252,7 @@ class GlowModel(keras.Model):
     return tf.reduce_mean(nll)
 
   def train_step(self, data):
-    images = _images_of(data)
+    images = images_of(data)
     noise = keras.random.uniform(tf.shape(images),
                                  seed=self.dequantization_seed)
     with tf.GradientTape() as tape, tf.control_dependencies(
@@ -265,7 +266,7 @@ class GlowModel(keras.Model):
     return {m.name: m.result() for m in self.metrics}
 
   def test_step(self, data):
-    images = _images_of(data)
+    images = images_of(data)
     noise = keras.random.uniform(tf.shape(images),
                                  seed=self.dequantization_seed)
     self._nll_and_update_metrics(images, noise)
@@ -293,11 +294,7 @@ class GlowModel(keras.Model):
         tf.convert_to_tensor(latents, tf.float32)))
 
 
-def _images_of(data):
-  return data[0] if isinstance(data, (tuple, list)) else data
-
-
 def _first_batch(x, batch_size):
   if isinstance(x, tf.data.Dataset):
-    return _images_of(next(iter(x.take(1))))
-  return _images_of(x)[:batch_size or 32]
+    return images_of(next(iter(x.take(1))))
+  return images_of(x)[:batch_size or 32]

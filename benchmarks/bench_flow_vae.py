@@ -1,0 +1,74 @@
+"""Steady-state training speed of FlowVAE: planar K = 40, latent 40,
+MLP 784-400-400, batch 100, float32, through `model.fit`.
+
+    python benchmarks/bench_flow_vae.py              # binarized MNIST digits
+    python benchmarks/bench_flow_vae.py --rounds 9
+
+Each round is one `fit` epoch of --steps steps over data already in memory;
+the first (tracing, warm-up) round is excluded. Prints images/second per
+round and their median; the last line is JSON with `img_per_s`.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfp_flows import data  # noqa: E402
+from tfp_flows.models import FlowVAE  # noqa: E402
+
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--flow", default="planar")
+  parser.add_argument("--num-flows", type=int, default=40)
+  parser.add_argument("--batch-size", type=int, default=100)
+  parser.add_argument("--steps", type=int, default=300)
+  parser.add_argument("--rounds", type=int, default=7)
+  parser.add_argument("--jit-compile", action="store_true",
+                      help="XLA (slower than plain graph mode on this CPU)")
+  args = parser.parse_args()
+
+  manual_dir = SHARED / "binarized_mnist"
+  if manual_dir.is_dir():
+    images = data.load_binarized_mnist(manual_dir)["train"][:20_000]
+  else:  # same shapes and sparsity; speed does not depend on the pixels
+    images = (np.random.default_rng(0).random((20_000, 28, 28, 1)) < 0.13
+              ).astype(np.uint8)
+  keras.utils.set_random_seed(0)
+  model = FlowVAE(latent_dim=40, flow=args.flow, num_flows=args.num_flows,
+                  hidden_units=(400, 400))
+  model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                jit_compile=args.jit_compile)
+  train = data.image_dataset(images, args.batch_size, shuffle=True,
+                             repeat=True)
+  rates = []
+  for round_ in range(args.rounds + 1):
+    start = time.perf_counter()
+    model.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    rate = args.steps * args.batch_size / (time.perf_counter() - start)
+    if round_:  # round 0 traces and warms up
+      rates.append(rate)
+      print(f"round {round_}: {rate:,.0f} img/s", flush=True)
+  median = statistics.median(rates)
+  print(f"median {median:,.0f} img/s over {args.rounds} rounds of "
+        f"{args.steps} steps ({args.flow} K={args.num_flows}, batch "
+        f"{args.batch_size}, TensorFlow {tf.__version__})")
+  print(json.dumps({"img_per_s": median, "rounds": rates,
+                    "flow": args.flow, "num_flows": args.num_flows,
+                    "batch_size": args.batch_size,
+                    "jit_compile": args.jit_compile}))
+
+
+if __name__ == "__main__":
+  main()
