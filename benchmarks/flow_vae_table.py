@@ -7,7 +7,9 @@ each, one after another) and prints a Markdown table of test -log p(x)
     python benchmarks/flow_vae_table.py --epochs 50 --eval-samples 1000
 
 Runs that already finished are not retrained (train_flow_vae.py resumes from
-its checkpoint and stops at --epochs), so rerunning only redoes evaluation.
+its checkpoint and stops at --epochs), so rerunning only redoes evaluation;
+--report-only just reads the metrics.json files. Also draws the validation
+ELBO of every run per epoch (--curves, default docs/images/flow_vae_curves.png).
 """
 
 import argparse
@@ -15,6 +17,11 @@ import json
 import pathlib
 import subprocess
 import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = [("none", 0), ("planar", 10), ("radial", 10), ("planar", 40)]
@@ -32,6 +39,9 @@ def main():
                                                 / "binarized_mnist"))
   parser.add_argument("--runs-dir", type=pathlib.Path,
                       default=ROOT / "runs" / "table")
+  parser.add_argument("--report-only", action="store_true")
+  parser.add_argument("--curves", type=pathlib.Path,
+                      default=ROOT / "docs" / "images" / "flow_vae_curves.png")
   parser.add_argument("--configs", nargs="+", default=None,
                       help="e.g. planar:40 none:0 (default: the four rows)")
   args = parser.parse_args()
@@ -48,8 +58,9 @@ def main():
                "--eval-samples", str(args.eval_samples),
                "--output-dir", str(output_dir),
                "--export-dir", str(output_dir / "model")]
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    if not args.report_only:
+      print(" ".join(command), flush=True)
+      subprocess.run(command, check=True)
     metrics = json.loads((output_dir / "metrics.json").read_text())
     rows.append((flow, num_flows, metrics))
   print("\n| posterior | K | test −log p(x) (nats) | test −ELBO (nats) | "
@@ -61,6 +72,20 @@ def main():
           f"{m['test_negative_log_likelihood_stderr']:.2f} | "
           f"{m['test_negative_elbo']:.2f} | {m['epochs']} ({m['steps']}) | "
           f"{m['train_seconds_this_run'] / 60:.1f} min |")
+  fig, ax = plt.subplots(figsize=(6, 3.8))
+  for flow, num_flows, m in rows:
+    curve = m["history"]["val_elbo"]
+    label = "diagonal" if flow == "none" else f"{flow} K={num_flows}"
+    ax.plot(range(1, len(curve) + 1), [-v for v in curve], label=label)
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("validation −ELBO (nats)")
+  ax.set_ylim(top=min(-m["history"]["val_elbo"][min(9, len(
+      m["history"]["val_elbo"]) - 1)] for _, _, m in rows))
+  ax.grid(alpha=0.3)
+  ax.legend()
+  args.curves.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(args.curves, dpi=120, bbox_inches="tight")
+  print(f"\nwrote {args.curves}")
   print(f"\nS = {rows[0][2]['importance_samples']} importance samples per "
         f"digit, {rows[0][2]['importance_digits']} test digits; ± is the "
         "standard error over digits.")
