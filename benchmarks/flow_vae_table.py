@@ -71,16 +71,18 @@ def main():
           f"{num_flows or '–'} | {m['test_negative_log_likelihood']:.2f} ± "
           f"{m['test_negative_log_likelihood_stderr']:.2f} | "
           f"{m['test_negative_elbo']:.2f} | {m['epochs']} ({m['steps']}) | "
-          f"{m['train_seconds_this_run'] / 60:.1f} min |")
+          + (f"{m['train_seconds_this_run'] / 60:.1f} min |"
+             if m["history"] else "resumed: not in this run |"))
   fig, ax = plt.subplots(figsize=(6, 3.8))
-  for flow, num_flows, m in rows:
+  plotted = [(f, k, m) for f, k, m in rows if m["history"].get("val_elbo")]
+  for flow, num_flows, m in plotted:
     curve = m["history"]["val_elbo"]
     label = "diagonal" if flow == "none" else f"{flow} K={num_flows}"
     ax.plot(range(1, len(curve) + 1), [-v for v in curve], label=label)
   ax.set_xlabel("epoch")
   ax.set_ylabel("validation −ELBO (nats)")
   ax.set_ylim(top=min(-m["history"]["val_elbo"][min(9, len(
-      m["history"]["val_elbo"]) - 1)] for _, _, m in rows))
+      m["history"]["val_elbo"]) - 1)] for _, _, m in plotted))
   ax.grid(alpha=0.3)
   ax.legend()
   args.curves.parent.mkdir(parents=True, exist_ok=True)
