@@ -36,7 +36,7 @@ def main():
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--jit-compile", action="store_true",
-                      help="XLA (slower than plain graph mode on this CPU)")
+                      help="XLA; measured no gain over graph mode on a 2-core CPU")
   args = parser.parse_args()
 
   manual_dir = SHARED / "binarized_mnist"
