@@ -1,12 +1,13 @@
-"""Pieces the models share: the annealing schedule, the reparametrized
-diagonal Gaussian, and unpacking Keras' `data` argument."""
+"""Pieces the models share: the optimizer step of a custom `train_step`,
+the annealing schedule, the reparametrized diagonal Gaussian, and unpacking
+Keras' `data` argument."""
 
 import math
 
 import tensorflow as tf
 
-__all__ = ["HALF_LOG_2PI", "annealed_beta", "diagonal_normal_sample",
-           "images_of"]
+__all__ = ["HALF_LOG_2PI", "annealed_beta", "build_optimizer",
+           "diagonal_normal_sample", "images_of", "minimize"]
 
 HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
 
@@ -33,3 +34,30 @@ def diagonal_normal_sample(loc, log_scale, noise):
 def images_of(data):
   """The inputs of a Keras `data` batch: `x` of `(x, ...)` or `x` itself."""
   return data[0] if isinstance(data, (tuple, list)) else data
+
+
+def minimize(model, tape, loss):
+  """One `model.optimizer` step on the per-replica mean `loss` on `tape`.
+
+  Under a distribution strategy the optimizer sums the replicas' gradients;
+  dividing each by the number of replicas makes the sum the gradient of the
+  global-batch mean (Keras' own `train_step` scales its loss for this too).
+  """
+  variables = model.trainable_variables
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  # Seeding the backward pass with 1/replicas differentiates loss / replicas
+  # without recording the division on the caller's tape.
+  gradients = tape.gradient(loss, variables,
+                            output_gradients=tf.ones_like(loss) / replicas)
+  model.optimizer.apply_gradients(zip(gradients, variables))
+
+
+def build_optimizer(model):
+  """Creates the optimizer's slot variables before the first `fit` step.
+
+  Created inside the first step instead, they make `tf.function` trace
+  `train_step` twice (once to lift the new variables): twice the tracing
+  time and more peak memory (docs/RESULTS.md, bench_glow.py).
+  """
+  if model.optimizer is not None and not model.optimizer.built:
+    model.optimizer.build(model.trainable_variables)

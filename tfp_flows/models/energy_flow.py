@@ -9,7 +9,8 @@ import tensorflow as tf
 from tfp_flows.energies import energy
 from tfp_flows.layers.flows import FLOW_TYPES, FlowParameters
 from tfp_flows.models.common import (HALF_LOG_2PI, annealed_beta,
-                                     diagonal_normal_sample)
+                                     build_optimizer, diagonal_normal_sample,
+                                     minimize)
 
 __all__ = ["EnergyFlowModel"]
 
@@ -106,8 +107,7 @@ class EnergyFlowModel(keras.Model):
     return values.mean(), values.std(ddof=1) / np.sqrt(num_samples)
 
   def fit(self, x=None, *args, **kwargs):
-    if self.optimizer is not None and not self.optimizer.built:
-      self.optimizer.build(self.trainable_variables)  # see GlowModel.fit
+    build_optimizer(self)
     kwargs.setdefault("shuffle", False)  # the data are ignored
     return super().fit(x, *args, **kwargs)
 
@@ -119,9 +119,7 @@ class EnergyFlowModel(keras.Model):
       z, log_q = self.sample_and_log_prob(noise)
       potential = self.energy_fn(z)
       loss = tf.reduce_mean(log_q + beta * potential)
-      scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
-    gradients = tape.gradient(scaled_loss, self.trainable_variables)
-    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    minimize(self, tape, loss)
     self.loss_tracker.update_state(loss)
     self.free_energy_tracker.update_state(log_q + potential)
     self.beta_tracker.update_state(beta)

@@ -10,7 +10,8 @@ import tensorflow_probability as tfp
 from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
                                     flow_param_size, forward_and_log_det)
 from tfp_flows.models.common import (HALF_LOG_2PI, annealed_beta,
-                                     diagonal_normal_sample, images_of)
+                                     build_optimizer, diagonal_normal_sample,
+                                     images_of, minimize)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -276,11 +277,7 @@ class FlowVAE(keras.Model):
     beta = self.beta(self.optimizer.iterations)
     with tf.GradientTape() as tape:
       loss = self._free_energy_and_update_metrics(images, beta)
-      # Per-replica mean / replicas: summed across replicas, the gradient of
-      # the global-batch mean.
-      scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
-    gradients = tape.gradient(scaled_loss, self.trainable_variables)
-    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    minimize(self, tape, loss)
     return {m.name: m.result() for m in self.metrics}
 
   def test_step(self, data):
@@ -288,10 +285,7 @@ class FlowVAE(keras.Model):
     return {m.name: m.result() for m in self.metrics}
 
   def fit(self, *args, **kwargs):
-    if self.optimizer is not None and not self.optimizer.built:
-      # As in GlowModel.fit: building Adam's slots inside the first step makes
-      # tf.function trace train_step twice.
-      self.optimizer.build(self.trainable_variables)
+    build_optimizer(self)
     x = args[0] if args else kwargs.get("x")
     if isinstance(x, tf.data.Dataset):
       kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself

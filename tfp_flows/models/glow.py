@@ -9,7 +9,7 @@ import tensorflow_probability as tfp
 from tfp_flows.bijectors import channels_first_flatten, squeeze
 from tfp_flows.layers import (ActNormLayer, AffineCouplingLayer,
                               InvertibleConv1x1Layer)
-from tfp_flows.models.common import images_of
+from tfp_flows.models.common import build_optimizer, images_of, minimize
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -200,11 +200,7 @@ class GlowModel(keras.Model):
   def fit(self, x=None, y=None, batch_size=None, **kwargs):
     if not self.is_initialized:
       self.initialize(_first_batch(x, batch_size))
-    if self.optimizer is not None and not self.optimizer.built:
-      # Creating Adam's slots inside the first step makes tf.function trace
-      # train_step twice (once to lift the new variables): twice the tracing
-      # time and more peak memory (see docs/RESULTS.md, bench_glow.py).
-      self.optimizer.build(self.trainable_variables)
+    build_optimizer(self)
     if isinstance(x, tf.data.Dataset):
       kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
     return super().fit(x, y, batch_size=batch_size, **kwargs)
@@ -258,11 +254,7 @@ class GlowModel(keras.Model):
     with tf.GradientTape() as tape, tf.control_dependencies(
         [self._assert_initialized()]):
       loss = self._nll_and_update_metrics(images, noise)
-      # Per-replica mean / replicas: summed across replicas, the gradient of
-      # the global-batch mean.
-      scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
-    gradients = tape.gradient(scaled_loss, self.trainable_variables)
-    self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+    minimize(self, tape, loss)
     return {m.name: m.result() for m in self.metrics}
 
   def test_step(self, data):
