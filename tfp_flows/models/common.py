@@ -7,7 +7,8 @@ import math
 import tensorflow as tf
 
 __all__ = ["HALF_LOG_2PI", "annealed_beta", "build_optimizer",
-           "diagonal_normal_sample", "images_of", "minimize"]
+           "diagonal_normal_sample", "global_batch_noise", "images_of",
+           "minimize", "step_seed"]
 
 HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
 
@@ -61,3 +62,35 @@ def build_optimizer(model):
   """
   if model.optimizer is not None and not model.optimizer.built:
     model.optimizer.build(model.trainable_variables)
+
+
+def global_batch_noise(sample, batch_size, event_shape, seed):
+  """This replica's rows of noise drawn for the whole global batch.
+
+  `sample(shape, seed)` is a stateless sampler (`tf.random.stateless_normal`
+  or `stateless_uniform`). Without a strategy it draws `[batch_size,
+  *event_shape]`. Under one, every replica draws the same noise for the
+  global batch from the same `seed` and keeps the rows of its own examples,
+  so a step is the same computation as on one device with the same global
+  batch: the replicas' noise neither repeats across replicas nor depends on
+  their number. The replicas' batch sizes are gathered (the last batch of an
+  epoch may split unevenly).
+  """
+  seed = tf.cast(seed, tf.int64)
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  context = tf.distribute.get_replica_context()
+  if replicas == 1 or context is None:
+    return sample(tf.concat([[batch_size], event_shape], 0), seed=seed)
+  sizes = context.all_gather(tf.reshape(tf.cast(batch_size, tf.int32), [1]),
+                             axis=0)
+  offset = tf.reduce_sum(sizes[:context.replica_id_in_sync_group])
+  noise = sample(tf.concat([[tf.reduce_sum(sizes)], event_shape], 0),
+                 seed=seed)
+  return noise[offset:offset + batch_size]
+
+
+def step_seed(seed, step):
+  """The stateless seed `[seed, step]` of training step `step`: the noise of a
+  step is a function of the step alone, so a resumed run draws what an
+  uninterrupted one would have."""
+  return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])

@@ -11,7 +11,8 @@ from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
                                     flow_param_size, forward_and_log_det)
 from tfp_flows.models.common import (HALF_LOG_2PI, annealed_beta,
                                      build_optimizer, diagonal_normal_sample,
-                                     images_of, minimize)
+                                     global_batch_noise, images_of, minimize,
+                                     step_seed)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -57,7 +58,9 @@ class FlowVAE(keras.Model):
     image_shape: `(H, W, C)` of the binary images.
     initial_beta, annealing_steps: the annealing schedule; `annealing_steps=0`
       trains on the plain ELBO (`beta = 1` throughout).
-    seed: seeds the training samples of `z_0`.
+    seed: seeds the training samples of `z_0` (a function of the step, so a
+      resumed run and a run under a distribution strategy draw what an
+      uninterrupted single-device run would).
   """
 
   def __init__(self, latent_dim=40, flow="planar", num_flows=10,
@@ -118,7 +121,6 @@ class FlowVAE(keras.Model):
       layer.build((None, width))
       width = layer.units
 
-    self.sample_seed = keras.random.SeedGenerator(seed)
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.elbo_tracker = keras.metrics.Mean(name="elbo")
     self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
@@ -259,9 +261,10 @@ class FlowVAE(keras.Model):
     return [self.loss_tracker, self.elbo_tracker, self.reconstruction_tracker,
             self.kl_tracker, self.beta_tracker]
 
-  def _free_energy_and_update_metrics(self, images, beta):
-    noise = keras.random.normal([tf.shape(images)[0], self.latent_dim],
-                                seed=self.sample_seed)
+  def _free_energy_and_update_metrics(self, images, beta, step):
+    noise = global_batch_noise(tf.random.stateless_normal,
+                               tf.shape(images)[0], [self.latent_dim],
+                               step_seed(self.seed, step))
     log_likelihood, log_prior, log_q = self.elbo_terms(images, noise)
     free_energy = log_q - beta * (log_likelihood + log_prior)
     kl = log_q - log_prior
@@ -274,14 +277,16 @@ class FlowVAE(keras.Model):
 
   def train_step(self, data):
     images = images_of(data)
-    beta = self.beta(self.optimizer.iterations)
+    step = self.optimizer.iterations
     with tf.GradientTape() as tape:
-      loss = self._free_energy_and_update_metrics(images, beta)
+      loss = self._free_energy_and_update_metrics(images, self.beta(step),
+                                                  step)
     minimize(self, tape, loss)
     return {m.name: m.result() for m in self.metrics}
 
   def test_step(self, data):
-    self._free_energy_and_update_metrics(images_of(data), tf.constant(1.))
+    # Step -1: evaluation noise that no training step draws.
+    self._free_energy_and_update_metrics(images_of(data), tf.constant(1.), -1)
     return {m.name: m.result() for m in self.metrics}
 
   def fit(self, *args, **kwargs):

@@ -9,7 +9,8 @@ import tensorflow_probability as tfp
 from tfp_flows.bijectors import channels_first_flatten, squeeze
 from tfp_flows.layers import (ActNormLayer, AffineCouplingLayer,
                               InvertibleConv1x1Layer)
-from tfp_flows.models.common import build_optimizer, images_of, minimize
+from tfp_flows.models.common import (build_optimizer, global_batch_noise,
+                                     images_of, minimize, step_seed)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -41,8 +42,10 @@ class GlowModel(keras.Model):
     num_levels: `L`, the number of squeeze levels.
     num_steps: `K`, steps of flow per level.
     hidden_channels: width of each coupling network.
-    seed: seeds the 1x1 convolutions' initial rotations and the training
-      dequantization noise.
+    seed: seeds the 1x1 convolutions' initial rotations and the
+      dequantization noise (in training a function of the step, so a resumed
+      run and a run under a distribution strategy draw what an uninterrupted
+      single-device run would).
   """
 
   def __init__(self, image_shape=(28, 28, 1), num_levels=2, num_steps=8,
@@ -93,7 +96,6 @@ class GlowModel(keras.Model):
     self.actnorm_initialized = self.add_weight(
         shape=(), initializer="zeros", trainable=False,
         name="actnorm_initialized")
-    self.dequantization_seed = keras.random.SeedGenerator(seed)
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
     self.built = True
@@ -247,10 +249,14 @@ class GlowModel(keras.Model):
     self.bits_per_dim_tracker.update_state(self.bits_per_dim(-nll))
     return tf.reduce_mean(nll)
 
+  def _dequantization_noise(self, images, step):
+    return global_batch_noise(tf.random.stateless_uniform,
+                              tf.shape(images)[0], tf.shape(images)[1:],
+                              step_seed(self.seed, step))
+
   def train_step(self, data):
     images = images_of(data)
-    noise = keras.random.uniform(tf.shape(images),
-                                 seed=self.dequantization_seed)
+    noise = self._dequantization_noise(images, self.optimizer.iterations)
     with tf.GradientTape() as tape, tf.control_dependencies(
         [self._assert_initialized()]):
       loss = self._nll_and_update_metrics(images, noise)
@@ -259,9 +265,9 @@ class GlowModel(keras.Model):
 
   def test_step(self, data):
     images = images_of(data)
-    noise = keras.random.uniform(tf.shape(images),
-                                 seed=self.dequantization_seed)
-    self._nll_and_update_metrics(images, noise)
+    # Step -1: evaluation noise that no training step draws.
+    self._nll_and_update_metrics(images,
+                                 self._dequantization_noise(images, -1))
     return {m.name: m.result() for m in self.metrics}
 
   # Sampling and the latent space ------------------------------------------
