@@ -12,8 +12,13 @@ samples per digit (papers report -log p(x) in nats).
 Writes, under --output-dir (default runs/flow_vae_<flow>_<K>): TensorBoard
 logs (logs/), digits / reconstructions / samples per epoch (images/), a
 checkpoint per epoch (backup/: rerunning the same command resumes from it),
-learning_curve.png and metrics.json. The model goes to
-saved_models/flow_vae_<flow>_<K>/flow_vae.keras (--export-dir).
+learning_curve.png and metrics.json. The model goes to --export-dir
+(default saved_models/flow_vae_<flow>_<K>): flow_vae.keras, and a SavedModel
+for TF Serving in the next numbered version folder.
+
+--strategy mirrored trains on every local GPU; --strategy multi_worker on a
+cluster described by TF_CONFIG, one process per machine running this same
+command (README, "Many machines").
 """
 
 import argparse
@@ -28,11 +33,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfp_flows import data, plotting  # noqa: E402
+from tfp_flows import data, distribute, plotting  # noqa: E402
 from tfp_flows.callbacks import (ReconstructionGridCallback,  # noqa: E402
                                  save_vae_grids)
 from tfp_flows.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
+from tfp_flows.export import export_saved_model  # noqa: E402
 from tfp_flows.models import FlowVAE  # noqa: E402
 
 OPTIMIZERS = {
@@ -59,7 +65,8 @@ def parse_args(argv=None):
   parser.add_argument("--hidden-units", type=positive_int, nargs="+",
                       default=[400, 400])
   parser.add_argument("--epochs", type=positive_int, default=20)
-  parser.add_argument("--batch-size", type=positive_int, default=100)
+  parser.add_argument("--batch-size", type=positive_int, default=100,
+                      help="global batch size, split across replicas")
   parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
   parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
   parser.add_argument("--annealing-steps", type=non_negative_int,
@@ -71,6 +78,10 @@ def parse_args(argv=None):
                       help="test digits to score by importance sampling; "
                            "0: all")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--strategy", choices=distribute.STRATEGIES,
+                      default="default",
+                      help="tf.distribute strategy (multi_worker reads "
+                           "TF_CONFIG)")
   parser.add_argument("--output-dir", type=pathlib.Path, default=None)
   parser.add_argument("--export-dir", type=pathlib.Path, default=None)
   args = parser.parse_args(argv)
@@ -83,6 +94,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
+  try:
+    strategy = distribute.make_strategy(args.strategy)
+  except ValueError as error:
+    print(f"train_flow_vae.py: {error}", file=sys.stderr)
+    return 2
+  chief = distribute.is_chief(strategy)
   keras.utils.set_random_seed(args.seed)
   try:
     splits = data.load_binarized_mnist(args.data_dir)
@@ -93,11 +110,12 @@ def main(argv=None):
     splits["train"] = splits["train"][:args.train_size]
   print({name: images.shape for name, images in splits.items()})
 
-  model = FlowVAE(latent_dim=args.latent_dim, flow=args.flow,
-                  num_flows=args.num_flows, hidden_units=args.hidden_units,
-                  image_shape=splits["train"].shape[1:],
-                  annealing_steps=args.annealing_steps, seed=args.seed)
-  model.compile(optimizer=OPTIMIZERS[args.optimizer](args.learning_rate))
+  with strategy.scope():
+    model = FlowVAE(latent_dim=args.latent_dim, flow=args.flow,
+                    num_flows=args.num_flows, hidden_units=args.hidden_units,
+                    image_shape=splits["train"].shape[1:],
+                    annealing_steps=args.annealing_steps, seed=args.seed)
+    model.compile(optimizer=OPTIMIZERS[args.optimizer](args.learning_rate))
   train = data.image_dataset(splits["train"], args.batch_size, shuffle=True,
                              seed=args.seed)
   validation = data.image_dataset(splits["validation"], 1000)
@@ -105,12 +123,16 @@ def main(argv=None):
   callbacks = [
       # Weights, optimizer state and epoch after every epoch; restored when
       # the same command is run again (kept after the last epoch, so a rerun
-      # of a finished run trains no further).
-      keras.callbacks.BackupAndRestore(str(output_dir / "backup"),
-                                       delete_checkpoint=False),
-      keras.callbacks.TensorBoard(str(output_dir / "logs")),
-      ReconstructionGridCallback(splits["test"], output_dir / "images"),
+      # of a finished run trains no further). Two generations, so a run
+      # killed while writing one restarts from the other.
+      keras.callbacks.BackupAndRestore(
+          str(distribute.worker_dir(output_dir / "backup", strategy)),
+          delete_checkpoint=False, double_checkpoint=True),
   ]
+  if chief:
+    callbacks += [
+        keras.callbacks.TensorBoard(str(output_dir / "logs")),
+        ReconstructionGridCallback(splits["test"], output_dir / "images")]
   start = time.perf_counter()
   history = model.fit(train, validation_data=validation, epochs=args.epochs,
                       callbacks=callbacks)
@@ -119,6 +141,8 @@ def main(argv=None):
   test = splits["test"]
   test_metrics = model.evaluate(data.image_dataset(test, 1000),
                                 return_dict=True)
+  if not chief:
+    return 0
   eval_images = test[:args.eval_size] if args.eval_size else test
   start = time.perf_counter()
   log_likelihood = importance_log_likelihood(
@@ -133,6 +157,7 @@ def main(argv=None):
   args.export_dir.mkdir(parents=True, exist_ok=True)
   model_path = args.export_dir / "flow_vae.keras"
   model.save(model_path)
+  saved_model_path = export_saved_model(model, args.export_dir)
   metrics = {
       "test_negative_elbo": -test_metrics["elbo"],
       "test_negative_log_likelihood": float(-log_likelihood.mean()),
@@ -145,6 +170,8 @@ def main(argv=None):
       "steps": int(model.optimizer.iterations.numpy()),
       "train_seconds_this_run": train_seconds,
       "eval_seconds": eval_seconds,
+      "strategy": args.strategy,
+      "replicas": strategy.num_replicas_in_sync,
       "config": {k: (str(v) if isinstance(v, pathlib.Path) else v)
                  for k, v in vars(args).items()},
       "history": {k: [float(v) for v in vs]
@@ -154,7 +181,8 @@ def main(argv=None):
   (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
   plotting.save_learning_curves(output_dir / "learning_curve.png",
                                 metrics["history"], "elbo", "ELBO (nats)")
-  print(f"wrote {output_dir / 'metrics.json'}, {model_path}")
+  print(f"wrote {output_dir / 'metrics.json'}, {model_path}; SavedModel for "
+        f"TF Serving: {saved_model_path}")
   return 0
 
 

@@ -7,7 +7,13 @@ Writes, under --output-dir (default runs/glow): TensorBoard logs (logs/), a
 sample grid per epoch at temperatures 0.7 and 1.0 (samples/), a checkpoint
 per epoch (backup/: rerunning the same command resumes from it), a latent
 interpolation between two test digits (interpolation.png), metrics.json
-with test bits/dim and the learning curves (learning_curve.png). The trained model goes to saved_models/ (--export-dir).
+with test bits/dim and the learning curves (learning_curve.png). The trained
+model goes to --export-dir (default saved_models/glow_mnist): glow.keras, and
+a SavedModel for TF Serving in the next numbered version folder.
+
+--strategy mirrored trains on every local GPU; --strategy multi_worker on a
+cluster described by TF_CONFIG, one process per machine running this same
+command (README, "Many machines").
 """
 
 import argparse
@@ -22,10 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfp_flows import data, plotting  # noqa: E402
+from tfp_flows import data, distribute, plotting  # noqa: E402
 from tfp_flows.callbacks import SampleGridCallback  # noqa: E402
 from tfp_flows.cli import (non_negative_int, positive_float,  # noqa: E402
                            positive_int)
+from tfp_flows.export import export_saved_model  # noqa: E402
 from tfp_flows.models import GlowModel  # noqa: E402
 
 
@@ -43,12 +50,17 @@ def parse_args(argv=None):
                       help="with a single set of IDX digits (no t10k files), "
                            "digits held out for testing")
   parser.add_argument("--epochs", type=positive_int, default=10)
-  parser.add_argument("--batch-size", type=positive_int, default=64)
+  parser.add_argument("--batch-size", type=positive_int, default=64,
+                      help="global batch size, split across replicas")
   parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
   parser.add_argument("--num-levels", type=positive_int, default=2)
   parser.add_argument("--num-steps", type=positive_int, default=8)
   parser.add_argument("--hidden-channels", type=positive_int, default=64)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--strategy", choices=distribute.STRATEGIES,
+                      default="default",
+                      help="tf.distribute strategy (multi_worker reads "
+                           "TF_CONFIG)")
   parser.add_argument("--output-dir", type=pathlib.Path,
                       default=pathlib.Path("runs/glow"))
   parser.add_argument("--export-dir", type=pathlib.Path,
@@ -69,6 +81,12 @@ def interpolation_figure(model, images, path, num_points=10):
 
 def main(argv=None):
   args = parse_args(argv)
+  try:
+    strategy = distribute.make_strategy(args.strategy)
+  except ValueError as error:
+    print(f"train_glow.py: {error}", file=sys.stderr)
+    return 2
+  chief = distribute.is_chief(strategy)
   keras.utils.set_random_seed(args.seed)
   try:
     splits = data.load_mnist(args.data_dir, args.validation_size,
@@ -78,10 +96,11 @@ def main(argv=None):
     return 2
   print({name: images.shape for name, images in splits.items()})
 
-  model = GlowModel(image_shape=splits["train"].shape[1:],
-                    num_levels=args.num_levels, num_steps=args.num_steps,
-                    hidden_channels=args.hidden_channels, seed=args.seed)
-  model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+  with strategy.scope():
+    model = GlowModel(image_shape=splits["train"].shape[1:],
+                      num_levels=args.num_levels, num_steps=args.num_steps,
+                      hidden_channels=args.hidden_channels, seed=args.seed)
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
   train = data.image_dataset(splits["train"], args.batch_size, shuffle=True,
                              seed=args.seed)
   validation = data.image_dataset(splits["validation"], 256)
@@ -89,12 +108,15 @@ def main(argv=None):
   callbacks = [
       # Weights, optimizer state and epoch after every epoch; restored when
       # the same command is run again. Kept after the last epoch, so a rerun
-      # of a finished run trains no further.
-      keras.callbacks.BackupAndRestore(str(output_dir / "backup"),
-                                       delete_checkpoint=False),
-      keras.callbacks.TensorBoard(str(output_dir / "logs")),
-      SampleGridCallback(output_dir / "samples"),
+      # of a finished run trains no further. Two generations, so a run killed
+      # while writing one restarts from the other.
+      keras.callbacks.BackupAndRestore(
+          str(distribute.worker_dir(output_dir / "backup", strategy)),
+          delete_checkpoint=False, double_checkpoint=True),
   ]
+  if chief:
+    callbacks += [keras.callbacks.TensorBoard(str(output_dir / "logs")),
+                  SampleGridCallback(output_dir / "samples")]
   start = time.perf_counter()
   history = model.fit(train, validation_data=validation, epochs=args.epochs,
                       callbacks=callbacks)
@@ -104,15 +126,21 @@ def main(argv=None):
                                 return_dict=True)
   print(f"test bits/dim: {test_metrics['bits_per_dim']:.4f} "
         f"({len(splits['test'])} digits)")
+  if not chief:
+    return 0
   interpolation_figure(model, splits["test"], output_dir / "interpolation.png")
   args.export_dir.mkdir(parents=True, exist_ok=True)
   model_path = args.export_dir / "glow.keras"
   model.save(model_path)
+  saved_model_path = export_saved_model(model, args.export_dir)
   metrics = {
       "test_bits_per_dim": test_metrics["bits_per_dim"],
       "test_nats": test_metrics["loss"],
       "epochs": args.epochs,
+      "steps": int(model.optimizer.iterations.numpy()),
       "train_seconds_this_run": train_seconds,
+      "strategy": args.strategy,
+      "replicas": strategy.num_replicas_in_sync,
       "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
       "data": str(args.data_dir or "tfds:mnist"),
       "split_sizes": {name: len(images) for name, images in splits.items()},
@@ -120,7 +148,8 @@ def main(argv=None):
   (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
   plotting.save_learning_curves(output_dir / "learning_curve.png",
                                 metrics["history"], "bits_per_dim", "bits/dim")
-  print(f"wrote {output_dir / 'metrics.json'}, {model_path}")
+  print(f"wrote {output_dir / 'metrics.json'}, {model_path}; SavedModel for "
+        f"TF Serving: {saved_model_path}")
   return 0
 
 

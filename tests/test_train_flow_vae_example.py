@@ -41,7 +41,9 @@ def test_short_run_writes_every_artifact_and_resumes(tmp_path, shared_data_dir):
           "--train-size", "1000", "--epochs", "2", "--num-flows", "2",
           "--latent-dim", "8", "--hidden-units", "64", "--eval-samples", "20",
           "--eval-size", "100", "--output-dir", str(tmp_path / "run"),
-          "--export-dir", str(tmp_path / "export")]
+          "--export-dir", str(tmp_path / "export"),
+          # One replica here (no GPU); the code path of a multi-GPU machine.
+          "--strategy", "mirrored"]
   env = {"TFDS_DATA_DIR": str(tmp_path / "tfds")}
   result = _run(args, cwd=tmp_path, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -55,8 +57,12 @@ def test_short_run_writes_every_artifact_and_resumes(tmp_path, shared_data_dir):
   assert (tmp_path / "run" / "learning_curve.png").exists()
   assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
   assert (tmp_path / "export" / "flow_vae.keras").exists()
+  assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
+  assert metrics["strategy"] == "mirrored" and metrics["replicas"] == 1
   # The same command again resumes from the last checkpoint: no more steps.
   result = _run(args, cwd=tmp_path, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   again = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert again["steps"] == 20
+  # Each run exports the next version: TF Serving picks up the newest.
+  assert (tmp_path / "export" / "2" / "saved_model.pb").exists()

@@ -39,6 +39,18 @@ def test_offline_without_data_names_data_dir(tmp_path):
 def test_bad_flags_are_rejected_by_name(tmp_path):
   result = _run(["--epochs", "0"], cwd=tmp_path, timeout=60)
   assert result.returncode == 2 and "--epochs" in result.stderr
+  result = _run(["--strategy", "tpu"], cwd=tmp_path, timeout=60)
+  assert result.returncode == 2 and "--strategy" in result.stderr
+
+
+def test_multi_worker_without_tf_config_says_what_is_missing(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+  result = subprocess.run(
+      [sys.executable, str(SCRIPT), "--strategy", "multi_worker",
+       "--data-dir", str(tmp_path)], cwd=tmp_path, capture_output=True,
+      text=True, timeout=120, env=env)
+  assert result.returncode == 2
+  assert "TF_CONFIG" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path, shared_data_dir):
@@ -58,6 +70,7 @@ def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path, shared_data_
   assert (tmp_path / "run" / "learning_curve.png").exists()
   assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
   assert (tmp_path / "export" / "glow.keras").exists()
+  assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
   # Rerunning the same command resumes: the finished epoch is not redone.
   again = _run(args, cwd=tmp_path)
   assert again.returncode == 0, again.stderr[-3000:]

@@ -4,11 +4,12 @@ Keras' `data` argument."""
 
 import math
 
+import keras
 import tensorflow as tf
 
 __all__ = ["HALF_LOG_2PI", "annealed_beta", "build_optimizer",
            "diagonal_normal_sample", "global_batch_noise", "images_of",
-           "minimize", "step_seed"]
+           "metric_logs", "minimize", "skip_symbolic_build", "step_seed"]
 
 HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
 
@@ -61,7 +62,9 @@ def build_optimizer(model):
   time and more peak memory (docs/RESULTS.md, bench_glow.py).
   """
   if model.optimizer is not None and not model.optimizer.built:
-    model.optimizer.build(model.trainable_variables)
+    # In the model's strategy: `fit` may be called outside `scope()`.
+    with model.distribute_strategy.scope():
+      model.optimizer.build(model.trainable_variables)
 
 
 def global_batch_noise(sample, batch_size, event_shape, seed):
@@ -94,3 +97,36 @@ def step_seed(seed, step):
   step is a function of the step alone, so a resumed run draws what an
   uninterrupted one would have."""
   return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+
+
+def skip_symbolic_build(model, iterator=None, data_batch=None):
+  """`_maybe_symbolic_build` for models built whole in `__init__`.
+
+  Keras' TensorFlow trainer, under a distribution strategy, takes the first
+  batch, averages it across replicas and builds the model symbolically from
+  it. Our models have every weight from `__init__` and use no compiled
+  loss or metrics, so there is nothing to build (their `fit` builds the
+  optimizer); and the average fails for uint8 images under
+  `MultiWorkerMirroredStrategy`, whose collectives take no uint8. A model
+  that is somehow not built falls back to Keras' path.
+  """
+  if not model.built:
+    return keras.Model._maybe_symbolic_build(model, iterator=iterator,
+                                            data_batch=data_batch)
+  return None
+
+
+def metric_logs(metrics):
+  """What a `train_step` / `test_step` returns: `{name: result}`.
+
+  Across workers, Keras 3's TensorFlow trainer reduces each returned value
+  with `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars
+  (tensorflow/tensorflow#72388); there the results go out as vectors of one
+  element, which that reduction turns back into scalars.
+  """
+  logs = {metric.name: metric.result() for metric in metrics}
+  strategy = tf.distribute.get_strategy()
+  if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and
+      strategy.extended._in_multi_worker_mode()):  # Keras' own test
+    logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+  return logs

@@ -11,8 +11,8 @@ from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
                                     flow_param_size, forward_and_log_det)
 from tfp_flows.models.common import (HALF_LOG_2PI, annealed_beta,
                                      build_optimizer, diagonal_normal_sample,
-                                     global_batch_noise, images_of, minimize,
-                                     step_seed)
+                                     global_batch_noise, images_of, metric_logs,
+                                     minimize, skip_symbolic_build, step_seed)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -256,6 +256,8 @@ class FlowVAE(keras.Model):
 
   # Training ----------------------------------------------------------------
 
+  _maybe_symbolic_build = skip_symbolic_build
+
   @property
   def metrics(self):
     return [self.loss_tracker, self.elbo_tracker, self.reconstruction_tracker,
@@ -282,12 +284,12 @@ class FlowVAE(keras.Model):
       loss = self._free_energy_and_update_metrics(images, self.beta(step),
                                                   step)
     minimize(self, tape, loss)
-    return {m.name: m.result() for m in self.metrics}
+    return metric_logs(self.metrics)
 
   def test_step(self, data):
     # Step -1: evaluation noise that no training step draws.
     self._free_energy_and_update_metrics(images_of(data), tf.constant(1.), -1)
-    return {m.name: m.result() for m in self.metrics}
+    return metric_logs(self.metrics)
 
   def fit(self, *args, **kwargs):
     build_optimizer(self)

@@ -10,7 +10,8 @@ from tfp_flows.bijectors import channels_first_flatten, squeeze
 from tfp_flows.layers import (ActNormLayer, AffineCouplingLayer,
                               InvertibleConv1x1Layer)
 from tfp_flows.models.common import (build_optimizer, global_batch_noise,
-                                     images_of, minimize, step_seed)
+                                     images_of, metric_logs, minimize,
+                                     skip_symbolic_build, step_seed)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -239,6 +240,8 @@ class GlowModel(keras.Model):
 
   # Training ---------------------------------------------------------------
 
+  _maybe_symbolic_build = skip_symbolic_build
+
   @property
   def metrics(self):
     return [self.loss_tracker, self.bits_per_dim_tracker]
@@ -261,14 +264,14 @@ class GlowModel(keras.Model):
         [self._assert_initialized()]):
       loss = self._nll_and_update_metrics(images, noise)
     minimize(self, tape, loss)
-    return {m.name: m.result() for m in self.metrics}
+    return metric_logs(self.metrics)
 
   def test_step(self, data):
     images = images_of(data)
     # Step -1: evaluation noise that no training step draws.
     self._nll_and_update_metrics(images,
                                  self._dequantization_noise(images, -1))
-    return {m.name: m.result() for m in self.metrics}
+    return metric_logs(self.metrics)
 
   # Sampling and the latent space ------------------------------------------
 

@@ -1,0 +1,108 @@
+"""MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1, as on two
+machines, each running the same command with its own TF_CONFIG."""
+
+import gzip
+import json
+import os
+import pathlib
+import socket
+import struct
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+from tfp_flows import data
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _write_idx_images(path, images):
+  """uint8 `[N, H, W]` in the IDX format MNIST ships in (gzipped)."""
+  header = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">III", *images.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + images.astype(np.uint8).tobytes())
+
+
+def _digits(shared_data_dir, n):
+  """Real digits from ../shared/data/mnist, or blurred blobs made here."""
+  if shared_data_dir is not None:
+    return data.load_mnist_idx(shared_data_dir / "mnist", validation_size=0,
+                               test_size=0)["train"][:n, ..., 0]
+  rng = np.random.default_rng(0)
+  yy, xx = np.mgrid[:28, :28]
+  centres = rng.uniform(8, 20, size=(n, 2, 1, 1))
+  blobs = np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2) / 30.)
+  return (255 * blobs).astype(np.uint8)
+
+
+def _weights(path):
+  """Every array in a Keras .weights.h5 file, by its path in the file."""
+  arrays = {}
+  with h5py.File(path, "r") as f:
+    f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                 if isinstance(item, h5py.Dataset) else None)
+  return arrays
+
+
+def test_two_workers_train_glow_to_identical_weights(tmp_path, shared_data_dir):
+  digits_dir = tmp_path / "digits"
+  digits_dir.mkdir()
+  _write_idx_images(digits_dir / "train-images-idx3-ubyte.gz",
+                    _digits(shared_data_dir, 320))
+  _write_idx_images(digits_dir / "t10k-images-idx3-ubyte.gz",
+                    _digits(shared_data_dir, 64))
+  # 256 training digits, global batch 32: 8 steps an epoch, 2 epochs.
+  args = [sys.executable, str(ROOT / "examples" / "train_glow.py"),
+          "--strategy", "multi_worker", "--data-dir", str(digits_dir),
+          "--validation-size", "64", "--epochs", "2", "--batch-size", "32",
+          "--num-steps", "1", "--hidden-channels", "8",
+          "--output-dir", str(tmp_path / "run"),
+          "--export-dir", str(tmp_path / "export")]
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+  workers = []
+  for index in range(2):
+    tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config),
+           "CUDA_VISIBLE_DEVICES": ""}
+    log = open(tmp_path / f"worker_{index}.log", "w")
+    workers.append((subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log,
+                                     stderr=subprocess.STDOUT), log))
+  try:
+    codes = [process.wait(timeout=600) for process, _ in workers]
+  finally:
+    for process, log in workers:
+      process.kill()
+      log.close()
+  logs = [(tmp_path / f"worker_{i}.log").read_text() for i in range(2)]
+  assert codes == [0, 0], "\n\n".join(log[-3000:] for log in logs)
+
+  # Each worker checkpointed its own copy; the copies are the same weights
+  # and optimizer state, to the bit.
+  chief = _weights(tmp_path / "run" / "backup" / "latest.weights.h5")
+  other = _weights(tmp_path / "run" / "backup" / "worker_1" /
+                   "latest.weights.h5")
+  assert chief.keys() == other.keys() and len(chief) > 20
+  for name in chief:
+    np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+
+  # The chief alone wrote the run's files and the export.
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert metrics["replicas"] == 2
+  assert metrics["steps"] == 2 * 8
+  assert np.isfinite(metrics["test_bits_per_dim"])
+  assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
+  assert not (tmp_path / "run" / "backup" / "worker_1" / "metrics.json").exists()
+  assert "SavedModel for TF Serving" in logs[0]
+  assert "SavedModel for TF Serving" not in logs[1]
