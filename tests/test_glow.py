@@ -3,11 +3,14 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 import keras
 
 from tfp_flows import data
 from tfp_flows.bijectors import AffineCoupling
 from tfp_flows.models import GlowModel
+
+tfb, tfd = tfp.bijectors, tfp.distributions
 
 
 def _digits(shared_data_dir, n, size=28):
@@ -179,3 +182,41 @@ def test_constructor_rejects_shapes_the_squeezes_cannot_halve():
   with pytest.raises(ValueError, match="shape"):
     GlowModel(image_shape=(8, 8, 1), num_levels=1, num_steps=1,
               hidden_channels=4).log_prob(np.zeros((2, 8, 8), np.uint8))
+
+
+def test_trained_flow_works_in_user_built_tfp_objects(shared_data_dir):
+  """`model.flow` is an ordinary bijector: a user's own base distribution,
+  `tfb.Chain` and `tfb.Invert` around it give the model's numbers."""
+  images = _digits(shared_data_dir, 8)
+  model = _perturbed(GlowModel(num_steps=2, hidden_channels=16), images)
+  flow = model.flow
+  base = tfd.Sample(tfd.Normal(0., 1.), sample_shape=[784])
+  user_made = tfd.TransformedDistribution(base, flow)
+  # The model's 8-bit likelihood is this density at the dequantized images,
+  # less 784 log 256 for the bins.
+  noise = tf.random.stateless_uniform(images.shape, seed=[0, 0])
+  x = (tf.cast(images, tf.float32) + noise) / 256.
+  np.testing.assert_allclose(
+      user_made.log_prob(x).numpy() - 784 * np.log(256.),
+      model.log_prob(images).numpy(), rtol=1e-6)
+
+  # In pixel units: a Chain with a scale multiplies the density by 256^-784.
+  pixels = tfd.TransformedDistribution(base, tfb.Chain([tfb.Scale(256.), flow]))
+  np.testing.assert_allclose(pixels.log_prob(256. * x).numpy(),
+                             user_made.log_prob(x).numpy()
+                             - 784 * np.log(256.), rtol=1e-6)
+
+  # Invert gives the encoder, and a distribution over latents whose density
+  # is the change of variables in the other direction.
+  centres = (tf.cast(images, tf.float32) + 0.5) / 256.
+  encoder = tfb.Invert(flow)
+  np.testing.assert_allclose(encoder.forward(centres).numpy(),
+                             model.encode(images).numpy(), atol=1e-5)
+  latents = tfd.TransformedDistribution(user_made, encoder)
+  z = model.encode(images)
+  np.testing.assert_allclose(latents.log_prob(z).numpy(),
+                             base.log_prob(z).numpy(), rtol=1e-4, atol=1e-2)
+
+  samples = user_made.sample(2, seed=tfp.random.sanitize_seed(1))
+  assert samples.shape == (2, 28, 28, 1)
+  assert np.all(np.isfinite(user_made.log_prob(samples).numpy()))
