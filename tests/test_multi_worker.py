@@ -106,3 +106,58 @@ def test_two_workers_train_glow_to_identical_weights(tmp_path, shared_data_dir):
   assert not (tmp_path / "run" / "backup" / "worker_1" / "metrics.json").exists()
   assert "SavedModel for TF Serving" in logs[0]
   assert "SavedModel for TF Serving" not in logs[1]
+
+
+FLOW_VAE_WORKER = """
+import json, os, sys
+import numpy as np
+import keras
+import tensorflow as tf
+from tfp_flows import data, distribute
+from tfp_flows.models import FlowVAE
+
+strategy = distribute.make_strategy("multi_worker")
+rng = np.random.default_rng(0)   # the same digits on every worker
+images = (rng.uniform(size=(192, 12, 12, 1)) < 0.3).astype(np.uint8)
+with strategy.scope():
+    model = FlowVAE(latent_dim=4, flow="radial", num_flows=2,
+                    hidden_units=(32,), image_shape=(12, 12, 1),
+                    annealing_steps=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+history = model.fit(data.image_dataset(images, 32, shuffle=True), epochs=2,
+                    verbose=0)
+np.savez(sys.argv[1], *[w.numpy() for w in model.weights])
+print(json.dumps({"steps": int(model.optimizer.iterations.numpy()),
+                  "replicas": strategy.num_replicas_in_sync,
+                  "elbo": [float(v) for v in history.history["elbo"]]}))
+"""
+
+
+def test_two_workers_train_flow_vae_to_identical_weights(tmp_path):
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+  workers = []
+  for index in range(2):
+    tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+    env = {**os.environ, "TF_CONFIG": json.dumps(tf_config),
+           "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers.append(subprocess.Popen(
+        [sys.executable, "-c", FLOW_VAE_WORKER, str(tmp_path / f"{index}.npz")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  try:
+    outputs = [process.communicate(timeout=600) for process in workers]
+  finally:
+    for process in workers:
+      process.kill()
+  for process, (_, stderr) in zip(workers, outputs):
+    assert process.returncode == 0, stderr[-3000:]
+  reports = [json.loads(stdout.strip().splitlines()[-1])
+             for stdout, _ in outputs]
+  # 192 digits in global batches of 32: 6 steps an epoch on both workers.
+  assert [r["steps"] for r in reports] == [12, 12]
+  assert [r["replicas"] for r in reports] == [2, 2]
+  assert reports[0]["elbo"] == reports[1]["elbo"]
+  assert all(np.isfinite(reports[0]["elbo"]))
+  first, second = np.load(tmp_path / "0.npz"), np.load(tmp_path / "1.npz")
+  assert len(first.files) > 5
+  for name in first.files:
+    np.testing.assert_array_equal(first[name], second[name], err_msg=name)
