@@ -1,13 +1,85 @@
-"""Keras callbacks for flow training: sample grids written each epoch."""
+"""Keras callbacks for flow training: sample grids written each epoch, and
+the guard against non-finite losses."""
 
 import pathlib
+import warnings
 
 import keras
 import numpy as np
 
 from tfp_flows import plotting
 
-__all__ = ["SampleGridCallback", "ReconstructionGridCallback", "save_vae_grids"]
+__all__ = ["NonFiniteGuard", "NonFiniteLossError", "SampleGridCallback",
+           "ReconstructionGridCallback", "save_vae_grids"]
+
+NON_FINITE_POLICIES = ("stop", "skip")
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training met a non-finite loss or gradient, with `non_finite="stop"`."""
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+  """Stops training at a non-finite step, or lets it skip such steps.
+
+  The models' `train_step` never applies a step whose loss or gradients are
+  not finite; it counts it in `model.skipped_steps` (logged as
+  `skipped_steps`). This callback reads that count after every batch:
+
+  - `policy="stop"`: raises `NonFiniteLossError` at once. The weights are
+    those before the bad step, and, because the error leaves `fit` before
+    the epoch ends, no checkpoint of the unfinished epoch is written: the
+    last checkpoint is the last good epoch.
+  - `policy="skip"`: warns and goes on; the count stays in the logs.
+
+  At the end of each epoch it also checks every weight is finite, so that a
+  checkpoint written after it (the models' `fit` puts it first) never holds a
+  NaN or inf.
+  """
+
+  def __init__(self, policy="stop"):
+    super().__init__()
+    if policy not in NON_FINITE_POLICIES:
+      raise ValueError(f"non_finite must be one of {NON_FINITE_POLICIES}; got "
+                       f"{policy!r}.")
+    self.policy = policy
+    self._seen = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    # Read here, not in on_train_begin: a restoring callback may load the
+    # count from a checkpoint after this callback's on_train_begin.
+    self._seen = int(self.model.skipped_steps.numpy())
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    if not logs or "skipped_steps" not in logs:
+      return
+    skipped = int(np.asarray(logs["skipped_steps"]).ravel()[0])
+    if skipped <= self._seen:
+      return
+    where = (f"epoch {self._epoch + 1}, batch {batch + 1} (optimizer step "
+             f"{int(self.model.optimizer.iterations.numpy()) + 1})")
+    if self.policy == "stop":
+      raise NonFiniteLossError(
+          f"{type(self.model).__name__}: non-finite loss or gradient at "
+          f"{where}. The update was not applied: the weights are those of the "
+          f"last good step and the last checkpoint is intact. Lower the "
+          f"learning rate, check the data, or pass non_finite='skip' to skip "
+          f"such steps and go on.")
+    warnings.warn(f"{type(self.model).__name__}: skipped "
+                  f"{skipped - self._seen} step(s) with a non-finite loss or "
+                  f"gradient at {where}; {skipped} skipped in all.",
+                  RuntimeWarning, stacklevel=2)
+    self._seen = skipped
+
+  def on_epoch_end(self, epoch, logs=None):
+    bad = [w.path for w in self.model.weights
+           if w.dtype.startswith("float") and
+           not np.all(np.isfinite(np.asarray(w.numpy())))]
+    if bad:
+      raise NonFiniteLossError(
+          f"{type(self.model).__name__}: non-finite values in {bad[:5]} after "
+          f"epoch {epoch + 1}; stopped before any checkpoint of this epoch.")
 
 
 class SampleGridCallback(keras.callbacks.Callback):

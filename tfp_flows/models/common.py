@@ -9,7 +9,8 @@ import tensorflow as tf
 
 __all__ = ["HALF_LOG_2PI", "annealed_beta", "build_optimizer",
            "diagonal_normal_sample", "global_batch_noise", "images_of",
-           "metric_logs", "minimize", "skip_symbolic_build", "step_seed"]
+           "add_skipped_steps", "metric_logs", "minimize", "prepare_fit",
+           "skip_symbolic_build", "step_seed"]
 
 HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
 
@@ -39,19 +40,86 @@ def images_of(data):
 
 
 def minimize(model, tape, loss):
-  """One `model.optimizer` step on the per-replica mean `loss` on `tape`.
+  """One `model.optimizer` step on the per-replica mean `loss` on `tape`,
+  unless the loss or a gradient is not finite.
 
   Under a distribution strategy the optimizer sums the replicas' gradients;
   dividing each by the number of replicas makes the sum the gradient of the
   global-batch mean (Keras' own `train_step` scales its loss for this too).
+
+  A step whose loss or gradients hold a NaN or inf on any replica is not
+  applied on any: the weights and the optimizer state (including its step
+  counter) stay as they were, and `model.skipped_steps` counts it. So no
+  non-finite value ever reaches the weights; `NonFiniteGuard` (added by the
+  models' `fit`) then stops training or lets it go on.
+
+  Returns:
+    Boolean scalar: whether the step was applied.
   """
   variables = model.trainable_variables
-  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  strategy = tf.distribute.get_strategy()
+  replicas = strategy.num_replicas_in_sync
   # Seeding the backward pass with 1/replicas differentiates loss / replicas
   # without recording the division on the caller's tape.
   gradients = tape.gradient(loss, variables,
                             output_gradients=tf.ones_like(loss) / replicas)
-  model.optimizer.apply_gradients(zip(gradients, variables))
+  finite = tf.reduce_all(
+      [tf.reduce_all(tf.math.is_finite(loss))] +
+      [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
+  context = tf.distribute.get_replica_context()
+  if replicas > 1:
+    # One decision for every replica: the optimizer's all-reduce would carry
+    # one replica's NaN to all of them.
+    # (ReduceOp has no MIN: count the replicas that are not finite.)
+    not_finite = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                    1. - tf.cast(finite, tf.float32))
+    finite = tf.equal(not_finite, 0.)
+
+  def apply(gradients):
+    model.optimizer.apply_gradients(zip(gradients, variables))
+
+  def skip():
+    model.skipped_steps.assign_add(1)
+
+  if replicas == 1 or tf.__internal__.distribute.strategy_supports_no_merge_call():
+    tf.cond(finite, lambda: apply(gradients), skip)
+  else:
+    # The optimizer's update calls `merge_call`, which a `cond` branch in a
+    # replica context cannot; decide in the cross-replica context, as Keras'
+    # LossScaleOptimizer does for the same reason. The gradients go through
+    # `merge_call`'s arguments to arrive there as per-replica values.
+    def decide(distribution, finite, gradients):
+      def apply_on_each_replica():
+        distribution.extended.call_for_each_replica(apply, args=(gradients,))
+      tf.cond(distribution.experimental_local_results(finite)[0],
+              apply_on_each_replica, skip)
+    context.merge_call(decide, args=(finite, gradients))
+  return finite
+
+
+def add_skipped_steps(model):
+  """The model's count of training steps not applied (non-finite loss or
+  gradients): a non-trainable weight, so checkpoints keep it."""
+  return model.add_weight(shape=(), dtype="int64", initializer="zeros",
+                          trainable=False, aggregation="only_first_replica",
+                          name="skipped_steps")
+
+
+def prepare_fit(model, x, kwargs, non_finite):
+  """What the models' `fit` does before Keras' own: builds the optimizer,
+  leaves shuffling to a `tf.data.Dataset`, and puts a `NonFiniteGuard`
+  first among the callbacks (before any checkpointing callback, so a
+  checkpoint is written only after the guard has seen the epoch)."""
+  from tfp_flows.callbacks import NonFiniteGuard  # callbacks import models
+
+  build_optimizer(model)
+  if isinstance(x, tf.data.Dataset):
+    kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
+  callbacks = list(kwargs.get("callbacks") or [])
+  if not any(isinstance(c, NonFiniteGuard) for c in callbacks):
+    callbacks.insert(0, NonFiniteGuard(non_finite))
+  kwargs["callbacks"] = callbacks
+  return kwargs
 
 
 def build_optimizer(model):
@@ -116,8 +184,9 @@ def skip_symbolic_build(model, iterator=None, data_batch=None):
   return None
 
 
-def metric_logs(metrics):
-  """What a `train_step` / `test_step` returns: `{name: result}`.
+def metric_logs(metrics, **values):
+  """What a `train_step` / `test_step` returns: `{name: result}` of the
+  metrics, and `values` (scalars) beside them.
 
   Across workers, Keras 3's TensorFlow trainer reduces each returned value
   with `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars
@@ -125,6 +194,8 @@ def metric_logs(metrics):
   element, which that reduction turns back into scalars.
   """
   logs = {metric.name: metric.result() for metric in metrics}
+  logs.update({name: tf.convert_to_tensor(value)
+               for name, value in values.items()})
   strategy = tf.distribute.get_strategy()
   if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and
       strategy.extended._in_multi_worker_mode()):  # Keras' own test

@@ -8,9 +8,9 @@ import tensorflow as tf
 
 from tfp_flows.energies import energy
 from tfp_flows.layers.flows import FLOW_TYPES, FlowParameters
-from tfp_flows.models.common import (HALF_LOG_2PI, annealed_beta,
-                                     build_optimizer, diagonal_normal_sample,
-                                     minimize)
+from tfp_flows.models.common import (HALF_LOG_2PI, add_skipped_steps,
+                                     annealed_beta, diagonal_normal_sample,
+                                     metric_logs, minimize, prepare_fit)
 
 __all__ = ["EnergyFlowModel"]
 
@@ -59,6 +59,7 @@ class EnergyFlowModel(keras.Model):
     self.flow_parameters = FlowParameters(flow, num_flows, 2, seed=seed,
                                           name="flow_parameters")
     self.sample_seed = keras.random.SeedGenerator(seed)
+    self.skipped_steps = add_skipped_steps(self)
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.free_energy_tracker = keras.metrics.Mean(name="free_energy")
     self.beta_tracker = keras.metrics.Mean(name="beta")
@@ -106,10 +107,10 @@ class EnergyFlowModel(keras.Model):
     values = (log_q + self.energy_fn(z)).numpy()
     return values.mean(), values.std(ddof=1) / np.sqrt(num_samples)
 
-  def fit(self, x=None, *args, **kwargs):
-    build_optimizer(self)
+  def fit(self, x=None, *args, non_finite="stop", **kwargs):
+    """Keras' `fit`; `non_finite` as in `FlowVAE.fit`."""
     kwargs.setdefault("shuffle", False)  # the data are ignored
-    return super().fit(x, *args, **kwargs)
+    return super().fit(x, *args, **prepare_fit(self, x, kwargs, non_finite))
 
   def train_step(self, data):
     del data  # each step draws its own samples from q_0
@@ -119,8 +120,11 @@ class EnergyFlowModel(keras.Model):
       z, log_q = self.sample_and_log_prob(noise)
       potential = self.energy_fn(z)
       loss = tf.reduce_mean(log_q + beta * potential)
-    minimize(self, tape, loss)
-    self.loss_tracker.update_state(loss)
-    self.free_energy_tracker.update_state(log_q + potential)
+    applied = minimize(self, tape, loss)
+    weight = tf.cast(applied, tf.float32)
+    self.loss_tracker.update_state(tf.where(applied, loss, 0.),
+                                   sample_weight=weight)
+    self.free_energy_tracker.update_state(
+        tf.where(applied, log_q + potential, 0.), sample_weight=weight)
     self.beta_tracker.update_state(beta)
-    return {m.name: m.result() for m in self.metrics}
+    return metric_logs(self.metrics, skipped_steps=self.skipped_steps.value)

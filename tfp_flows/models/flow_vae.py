@@ -9,10 +9,11 @@ import tensorflow_probability as tfp
 
 from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
                                     flow_param_size, forward_and_log_det)
-from tfp_flows.models.common import (HALF_LOG_2PI, annealed_beta,
-                                     build_optimizer, diagonal_normal_sample,
+from tfp_flows.models.common import (HALF_LOG_2PI, add_skipped_steps,
+                                     annealed_beta, diagonal_normal_sample,
                                      global_batch_noise, images_of, metric_logs,
-                                     minimize, skip_symbolic_build, step_seed)
+                                     minimize, prepare_fit,
+                                     skip_symbolic_build, step_seed)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -121,6 +122,7 @@ class FlowVAE(keras.Model):
       layer.build((None, width))
       width = layer.units
 
+    self.skipped_steps = add_skipped_steps(self)
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.elbo_tracker = keras.metrics.Mean(name="elbo")
     self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
@@ -263,40 +265,51 @@ class FlowVAE(keras.Model):
     return [self.loss_tracker, self.elbo_tracker, self.reconstruction_tracker,
             self.kl_tracker, self.beta_tracker]
 
-  def _free_energy_and_update_metrics(self, images, beta, step):
+  def _free_energy_terms(self, images, beta, step):
+    """Per-example free energy `F_t`, `log p(x|z_K)` and KL term."""
     noise = global_batch_noise(tf.random.stateless_normal,
                                tf.shape(images)[0], [self.latent_dim],
                                step_seed(self.seed, step))
     log_likelihood, log_prior, log_q = self.elbo_terms(images, noise)
     free_energy = log_q - beta * (log_likelihood + log_prior)
-    kl = log_q - log_prior
-    self.loss_tracker.update_state(free_energy)
-    self.elbo_tracker.update_state(log_likelihood - kl)
-    self.reconstruction_tracker.update_state(log_likelihood)
-    self.kl_tracker.update_state(kl)
-    self.beta_tracker.update_state(beta)
-    return tf.reduce_mean(free_energy)
+    return free_energy, log_likelihood, log_q - log_prior
+
+  def _update_metrics(self, terms, beta, applied=True):
+    """Adds per-example terms to the metrics; nothing for a step that was
+    not applied (its values may be NaN, which would poison the means)."""
+    weight = tf.cast(applied, tf.float32)
+    free_energy, log_likelihood, kl = (tf.where(applied, t, 0.) for t in terms)
+    for tracker, value in ((self.loss_tracker, free_energy),
+                           (self.elbo_tracker, log_likelihood - kl),
+                           (self.reconstruction_tracker, log_likelihood),
+                           (self.kl_tracker, kl), (self.beta_tracker, beta)):
+      tracker.update_state(value, sample_weight=weight)
 
   def train_step(self, data):
     images = images_of(data)
     step = self.optimizer.iterations
+    beta = self.beta(step)
     with tf.GradientTape() as tape:
-      loss = self._free_energy_and_update_metrics(images, self.beta(step),
-                                                  step)
-    minimize(self, tape, loss)
-    return metric_logs(self.metrics)
+      terms = self._free_energy_terms(images, beta, step)
+      loss = tf.reduce_mean(terms[0])
+    applied = minimize(self, tape, loss)
+    self._update_metrics(terms, beta, applied)
+    return metric_logs(self.metrics, skipped_steps=self.skipped_steps.value)
 
   def test_step(self, data):
     # Step -1: evaluation noise that no training step draws.
-    self._free_energy_and_update_metrics(images_of(data), tf.constant(1.), -1)
+    beta = tf.constant(1.)
+    self._update_metrics(self._free_energy_terms(images_of(data), beta, -1),
+                         beta)
     return metric_logs(self.metrics)
 
-  def fit(self, *args, **kwargs):
-    build_optimizer(self)
-    x = args[0] if args else kwargs.get("x")
-    if isinstance(x, tf.data.Dataset):
-      kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
-    return super().fit(*args, **kwargs)
+  def fit(self, x=None, *args, non_finite="stop", **kwargs):
+    """Keras' `fit`. `non_finite`: what to do after a step with a non-finite
+    loss or gradient (never applied to the weights): `"stop"` raises
+    `tfp_flows.callbacks.NonFiniteLossError`, `"skip"` goes on and counts it
+    (`skipped_steps` in the logs)."""
+    kwargs = prepare_fit(self, x, kwargs, non_finite)
+    return super().fit(x, *args, **kwargs)
 
   # Encoding, decoding, sampling --------------------------------------------
 

@@ -9,9 +9,10 @@ import tensorflow_probability as tfp
 from tfp_flows.bijectors import channels_first_flatten, squeeze
 from tfp_flows.layers import (ActNormLayer, AffineCouplingLayer,
                               InvertibleConv1x1Layer)
-from tfp_flows.models.common import (build_optimizer, global_batch_noise,
+from tfp_flows.models.common import (add_skipped_steps, global_batch_noise,
                                      images_of, metric_logs, minimize,
-                                     skip_symbolic_build, step_seed)
+                                     prepare_fit, skip_symbolic_build,
+                                     step_seed)
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -97,6 +98,7 @@ class GlowModel(keras.Model):
     self.actnorm_initialized = self.add_weight(
         shape=(), initializer="zeros", trainable=False,
         name="actnorm_initialized")
+    self.skipped_steps = add_skipped_steps(self)
     self.loss_tracker = keras.metrics.Mean(name="loss")
     self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
     self.built = True
@@ -200,12 +202,17 @@ class GlowModel(keras.Model):
       x = x[..., self._exit_channels[level]:]
     self.actnorm_initialized.assign(1.)
 
-  def fit(self, x=None, y=None, batch_size=None, **kwargs):
+  def fit(self, x=None, y=None, batch_size=None, non_finite="stop", **kwargs):
+    """Keras' `fit`, after ActNorm's initialization on the first batch.
+
+    `non_finite`: what to do after a step with a non-finite loss or gradient
+    (never applied to the weights): `"stop"` raises
+    `tfp_flows.callbacks.NonFiniteLossError`, `"skip"` goes on and counts it
+    (`skipped_steps` in the logs).
+    """
     if not self.is_initialized:
       self.initialize(_first_batch(x, batch_size))
-    build_optimizer(self)
-    if isinstance(x, tf.data.Dataset):
-      kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
+    kwargs = prepare_fit(self, x, kwargs, non_finite)
     return super().fit(x, y, batch_size=batch_size, **kwargs)
 
   # Likelihood -------------------------------------------------------------
@@ -246,11 +253,14 @@ class GlowModel(keras.Model):
   def metrics(self):
     return [self.loss_tracker, self.bits_per_dim_tracker]
 
-  def _nll_and_update_metrics(self, images, noise):
-    nll = -self._log_prob_with_noise(images, noise)
-    self.loss_tracker.update_state(nll)
-    self.bits_per_dim_tracker.update_state(self.bits_per_dim(-nll))
-    return tf.reduce_mean(nll)
+  def _update_metrics(self, nll, applied=True):
+    """Adds per-example `nll` to the metrics; nothing for a step that was
+    not applied (its values may be NaN, which would poison the means)."""
+    weight = tf.cast(applied, tf.float32)
+    nll = tf.where(applied, nll, 0.)
+    self.loss_tracker.update_state(nll, sample_weight=weight)
+    self.bits_per_dim_tracker.update_state(self.bits_per_dim(-nll),
+                                           sample_weight=weight)
 
   def _dequantization_noise(self, images, step):
     return global_batch_noise(tf.random.stateless_uniform,
@@ -262,15 +272,18 @@ class GlowModel(keras.Model):
     noise = self._dequantization_noise(images, self.optimizer.iterations)
     with tf.GradientTape() as tape, tf.control_dependencies(
         [self._assert_initialized()]):
-      loss = self._nll_and_update_metrics(images, noise)
-    minimize(self, tape, loss)
-    return metric_logs(self.metrics)
+      nll = -self._log_prob_with_noise(images, noise)
+      loss = tf.reduce_mean(nll)
+    applied = minimize(self, tape, loss)
+    self._update_metrics(nll, applied)
+    return metric_logs(self.metrics, skipped_steps=self.skipped_steps.value)
 
   def test_step(self, data):
     images = images_of(data)
     # Step -1: evaluation noise that no training step draws.
-    self._nll_and_update_metrics(images,
-                                 self._dequantization_noise(images, -1))
+    nll = -self._log_prob_with_noise(images,
+                                     self._dequantization_noise(images, -1))
+    self._update_metrics(nll)
     return metric_logs(self.metrics)
 
   # Sampling and the latent space ------------------------------------------

@@ -1,0 +1,121 @@
+"""A non-finite loss never reaches the weights: the step is not applied, and
+training stops with the last good checkpoint intact (`non_finite="stop"`),
+or goes on and counts it (`"skip"`)."""
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfp_flows import data
+from tfp_flows.callbacks import NonFiniteGuard, NonFiniteLossError
+from tfp_flows.models import FlowVAE, GlowModel
+
+
+def _binary_images(n, seed=0):
+  rng = np.random.default_rng(seed)
+  return (rng.uniform(size=(n, 8, 8, 1)) < 0.3).astype(np.float32)
+
+
+def _flow_vae():
+  model = FlowVAE(latent_dim=2, flow="planar", num_flows=2, hidden_units=(16,),
+                  image_shape=(8, 8, 1))
+  model.compile(optimizer=keras.optimizers.Adam(1e-2))
+  return model
+
+
+def _values(model):
+  return [w.numpy().copy() for w in model.weights]
+
+
+def _all_finite(model):
+  return all(np.all(np.isfinite(w.numpy())) for w in model.weights)
+
+
+@pytest.mark.parametrize("make_model", ["flow_vae", "glow"])
+def test_skip_leaves_out_the_bad_step_and_counts_it(make_model):
+  images = _binary_images(64)
+  if make_model == "glow":
+    images = np.round(images * 255)
+    model = GlowModel(image_shape=(8, 8, 1), num_levels=1, num_steps=1,
+                      hidden_channels=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.initialize(images[:16])
+  else:
+    model = _flow_vae()
+  images[20, 3, 3, 0] = np.nan  # in the second of four batches
+  with pytest.warns(RuntimeWarning, match="skipped 1 step"):
+    history = model.fit(data.image_dataset(images, 16), epochs=1, verbose=0,
+                        non_finite="skip")
+  assert int(model.optimizer.iterations.numpy()) == 3
+  assert int(model.skipped_steps.numpy()) == 1
+  assert history.history["skipped_steps"] == [1]
+  assert _all_finite(model)
+  # The epoch's metrics average the three good batches, not the NaN.
+  assert np.isfinite(history.history["loss"][0])
+
+
+def test_stop_raises_and_keeps_the_last_good_checkpoint(tmp_path):
+  clean = _binary_images(64)
+  backup = tmp_path / "backup"
+
+  def callbacks():
+    return [keras.callbacks.BackupAndRestore(str(backup),
+                                             delete_checkpoint=False)]
+
+  model = _flow_vae()
+  model.fit(data.image_dataset(clean, 16), epochs=1, verbose=0,
+            callbacks=callbacks())
+  after_epoch_1 = _values(model)
+
+  poisoned = clean.copy()
+  poisoned[0, 0, 0, 0] = np.inf  # the first batch of epoch 2
+  resumed = _flow_vae()
+  with pytest.raises(NonFiniteLossError, match="epoch 2, batch 1"):
+    resumed.fit(data.image_dataset(poisoned, 16), epochs=2, verbose=0,
+                callbacks=callbacks())
+  # The bad step was not applied: the weights are the restored epoch-1 ones,
+  # and only the count of skipped steps moved.
+  for weight, got, expected in zip(resumed.weights, _values(resumed),
+                                   after_epoch_1):
+    if "skipped_steps" not in weight.path:
+      np.testing.assert_array_equal(got, expected, err_msg=weight.path)
+  assert int(resumed.skipped_steps.numpy()) == 1
+  # The checkpoint is still the finished epoch 1, and finite.
+  metadata = json.loads((backup / "training_metadata.json").read_text())
+  assert metadata["epoch"] == 1
+  restored = _flow_vae()
+  restored.optimizer.build(restored.trainable_variables)
+  restored.load_weights(backup / "latest.weights.h5")
+  assert _all_finite(restored)
+  for got, expected in zip(_values(restored), after_epoch_1):
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_guard_refuses_to_let_a_checkpoint_hold_non_finite_weights():
+  model = _flow_vae()
+  guard = NonFiniteGuard("stop")
+  guard.set_model(model)
+  model.encoder_layers[0].kernel.assign(
+      tf.fill(model.encoder_layers[0].kernel.shape, np.nan))
+  with pytest.raises(NonFiniteLossError, match="encoder_0"):
+    guard.on_epoch_end(0)
+
+
+def test_unknown_policy_is_rejected_by_name():
+  with pytest.raises(ValueError, match="non_finite must be one of"):
+    _flow_vae().fit(data.image_dataset(_binary_images(16), 16), epochs=1,
+                    verbose=0, non_finite="ignore")
+
+
+def test_finite_training_warns_nothing_and_skips_nothing():
+  model = _flow_vae()
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", RuntimeWarning)
+    history = model.fit(data.image_dataset(_binary_images(64), 16), epochs=2,
+                        verbose=0)
+  assert history.history["skipped_steps"] == [0, 0]
+  assert int(model.optimizer.iterations.numpy()) == 8
