@@ -34,8 +34,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows import data, distribute, plotting  # noqa: E402
-from tfp_flows.callbacks import (ReconstructionGridCallback,  # noqa: E402
-                                 save_vae_grids)
+from tfp_flows.callbacks import (NON_FINITE_POLICIES,  # noqa: E402
+                                 NonFiniteLossError,
+                                 ReconstructionGridCallback, save_vae_grids)
 from tfp_flows.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
 from tfp_flows.export import export_saved_model  # noqa: E402
@@ -82,6 +83,14 @@ def parse_args(argv=None):
                       default="default",
                       help="tf.distribute strategy (multi_worker reads "
                            "TF_CONFIG)")
+  parser.add_argument("--cpu-replicas", type=positive_int, default=None,
+                      help="with --strategy mirrored and no GPU: split the "
+                           "CPU into this many replicas")
+  parser.add_argument("--non-finite", choices=NON_FINITE_POLICIES,
+                      default="stop",
+                      help="after a step with a non-finite loss (never "
+                           "applied): stop, keeping the last checkpoint, or "
+                           "skip it and go on")
   parser.add_argument("--output-dir", type=pathlib.Path, default=None)
   parser.add_argument("--export-dir", type=pathlib.Path, default=None)
   args = parser.parse_args(argv)
@@ -95,7 +104,7 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   try:
-    strategy = distribute.make_strategy(args.strategy)
+    strategy = distribute.make_strategy(args.strategy, args.cpu_replicas)
   except ValueError as error:
     print(f"train_flow_vae.py: {error}", file=sys.stderr)
     return 2
@@ -134,8 +143,15 @@ def main(argv=None):
         keras.callbacks.TensorBoard(str(output_dir / "logs")),
         ReconstructionGridCallback(splits["test"], output_dir / "images")]
   start = time.perf_counter()
-  history = model.fit(train, validation_data=validation, epochs=args.epochs,
-                      callbacks=callbacks)
+  try:
+    history = model.fit(train, validation_data=validation,
+                        epochs=args.epochs, callbacks=callbacks,
+                        non_finite=args.non_finite)
+  except NonFiniteLossError as error:
+    print(f"train_flow_vae.py: {error} Rerunning the same command resumes from "
+          f"the last checkpoint; --non-finite skip goes past such steps.",
+          file=sys.stderr)
+    return 3
   train_seconds = time.perf_counter() - start
 
   test = splits["test"]

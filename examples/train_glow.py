@@ -29,7 +29,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows import data, distribute, plotting  # noqa: E402
-from tfp_flows.callbacks import SampleGridCallback  # noqa: E402
+from tfp_flows.callbacks import (NON_FINITE_POLICIES,  # noqa: E402
+                                 NonFiniteLossError, SampleGridCallback)
 from tfp_flows.cli import (non_negative_int, positive_float,  # noqa: E402
                            positive_int)
 from tfp_flows.export import export_saved_model  # noqa: E402
@@ -61,6 +62,14 @@ def parse_args(argv=None):
                       default="default",
                       help="tf.distribute strategy (multi_worker reads "
                            "TF_CONFIG)")
+  parser.add_argument("--cpu-replicas", type=positive_int, default=None,
+                      help="with --strategy mirrored and no GPU: split the "
+                           "CPU into this many replicas")
+  parser.add_argument("--non-finite", choices=NON_FINITE_POLICIES,
+                      default="stop",
+                      help="after a step with a non-finite loss (never "
+                           "applied): stop, keeping the last checkpoint, or "
+                           "skip it and go on")
   parser.add_argument("--output-dir", type=pathlib.Path,
                       default=pathlib.Path("runs/glow"))
   parser.add_argument("--export-dir", type=pathlib.Path,
@@ -82,7 +91,7 @@ def interpolation_figure(model, images, path, num_points=10):
 def main(argv=None):
   args = parse_args(argv)
   try:
-    strategy = distribute.make_strategy(args.strategy)
+    strategy = distribute.make_strategy(args.strategy, args.cpu_replicas)
   except ValueError as error:
     print(f"train_glow.py: {error}", file=sys.stderr)
     return 2
@@ -118,8 +127,15 @@ def main(argv=None):
     callbacks += [keras.callbacks.TensorBoard(str(output_dir / "logs")),
                   SampleGridCallback(output_dir / "samples")]
   start = time.perf_counter()
-  history = model.fit(train, validation_data=validation, epochs=args.epochs,
-                      callbacks=callbacks)
+  try:
+    history = model.fit(train, validation_data=validation,
+                        epochs=args.epochs, callbacks=callbacks,
+                        non_finite=args.non_finite)
+  except NonFiniteLossError as error:
+    print(f"train_glow.py: {error} Rerunning the same command resumes from "
+          f"the last checkpoint; --non-finite skip goes past such steps.",
+          file=sys.stderr)
+    return 3
   train_seconds = time.perf_counter() - start
 
   test_metrics = model.evaluate(data.image_dataset(splits["test"], 256),

@@ -1,19 +1,17 @@
 """MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1, as on two
 machines, each running the same command with its own TF_CONFIG."""
 
-import gzip
 import json
 import os
 import pathlib
 import socket
-import struct
 import subprocess
 import sys
 
 import h5py
 import numpy as np
 
-from tfp_flows import data
+from idx_digits import make_digits_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,25 +26,6 @@ def _free_ports(count):
   return ports
 
 
-def _write_idx_images(path, images):
-  """uint8 `[N, H, W]` in the IDX format MNIST ships in (gzipped)."""
-  header = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">III", *images.shape)
-  with gzip.open(path, "wb") as f:
-    f.write(header + images.astype(np.uint8).tobytes())
-
-
-def _digits(shared_data_dir, n):
-  """Real digits from ../shared/data/mnist, or blurred blobs made here."""
-  if shared_data_dir is not None:
-    return data.load_mnist_idx(shared_data_dir / "mnist", validation_size=0,
-                               test_size=0)["train"][:n, ..., 0]
-  rng = np.random.default_rng(0)
-  yy, xx = np.mgrid[:28, :28]
-  centres = rng.uniform(8, 20, size=(n, 2, 1, 1))
-  blobs = np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2) / 30.)
-  return (255 * blobs).astype(np.uint8)
-
-
 def _weights(path):
   """Every array in a Keras .weights.h5 file, by its path in the file."""
   arrays = {}
@@ -57,12 +36,7 @@ def _weights(path):
 
 
 def test_two_workers_train_glow_to_identical_weights(tmp_path, shared_data_dir):
-  digits_dir = tmp_path / "digits"
-  digits_dir.mkdir()
-  _write_idx_images(digits_dir / "train-images-idx3-ubyte.gz",
-                    _digits(shared_data_dir, 320))
-  _write_idx_images(digits_dir / "t10k-images-idx3-ubyte.gz",
-                    _digits(shared_data_dir, 64))
+  digits_dir = make_digits_dir(tmp_path / "digits", shared_data_dir, 320, 64)
   # 256 training digits, global batch 32: 8 steps an epoch, 2 epochs.
   args = [sys.executable, str(ROOT / "examples" / "train_glow.py"),
           "--strategy", "multi_worker", "--data-dir", str(digits_dir),

@@ -26,15 +26,31 @@ __all__ = ["STRATEGIES", "make_strategy", "is_chief", "worker_dir"]
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
-def make_strategy(name):
+def make_strategy(name, cpu_replicas=None):
   """The `tf.distribute.Strategy` called `name` (one of `STRATEGIES`).
 
   Create it before any other TensorFlow work: `MultiWorkerMirroredStrategy`
-  must start its collectives before the runtime is initialized.
+  must start its collectives, and logical CPU devices must be configured,
+  before the runtime is initialized.
+
+  Args:
+    name: one of `STRATEGIES`.
+    cpu_replicas: with `"mirrored"` on a machine without GPUs, split the CPU
+      into this many logical devices, one replica each (to try or test
+      multi-replica training without GPUs; no faster than one replica).
   """
+  if cpu_replicas is not None and name != "mirrored":
+    raise ValueError(f"--cpu-replicas goes with --strategy mirrored; got "
+                     f"--strategy {name}.")
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
+    if cpu_replicas is not None and not tf.config.list_physical_devices("GPU"):
+      cpu = tf.config.list_physical_devices("CPU")[0]
+      tf.config.set_logical_device_configuration(
+          cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+      return tf.distribute.MirroredStrategy(
+          [f"/cpu:{i}" for i in range(cpu_replicas)])
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker":
     config = os.environ.get("TF_CONFIG")
