@@ -154,3 +154,61 @@ def test_one_mirrored_step_equals_one_single_device_step(which):
   for name, value in report["single_metrics"].items():
     assert report["mirrored_metrics"][name] == pytest.approx(
         value, rel=1e-5, abs=1e-5), name
+
+
+NAN_ON_ONE_REPLICA_SCRIPT = textwrap.dedent("""
+    import json, os, warnings
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tfp_flows import data
+    from tfp_flows.models import FlowVAE
+
+    rng = np.random.default_rng(0)
+    images = (rng.uniform(size=(32, 8, 8, 1)) < 0.3).astype(np.float32)
+    # First batch, second replica's half: the cross-replica decision reads
+    # replica 0's flag, so only the all-reduced flag sees this NaN there.
+    images[12, 0, 0, 0] = np.nan
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = FlowVAE(latent_dim=2, flow="planar", num_flows=2,
+                        hidden_units=(16,), image_shape=(8, 8, 1))
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    initial = [w.numpy() for w in model.trainable_weights]
+    with warnings.catch_warnings(record=True):
+        model.fit(data.image_dataset(images[:16], 16), epochs=1, verbose=0,
+                  non_finite="skip")
+    unchanged = all(np.array_equal(w.numpy(), v)
+                    for w, v in zip(model.trainable_weights, initial))
+    after_bad = (int(model.optimizer.iterations.numpy()),
+                 int(model.skipped_steps.numpy()))
+    model.fit(data.image_dataset(images[16:], 16), epochs=1, verbose=0)
+    moved = any(not np.array_equal(w.numpy(), v)
+                for w, v in zip(model.trainable_weights, initial))
+    replicas_agree = all(
+        np.array_equal(*[v.numpy() for v in
+                         strategy.experimental_local_results(w._value)])
+        for w in model.weights)
+    print(json.dumps({"unchanged_after_bad_step": unchanged,
+                      "iterations_and_skipped_after_bad": after_bad,
+                      "iterations_after_good": int(
+                          model.optimizer.iterations.numpy()),
+                      "moved_after_good_step": moved,
+                      "replicas_agree": replicas_agree,
+                      "finite": all(np.all(np.isfinite(w.numpy()))
+                                    for w in model.weights)}))
+""")
+
+
+def test_a_nan_on_one_replica_skips_the_step_on_both():
+  result = subprocess.run([sys.executable, "-c", NAN_ON_ONE_REPLICA_SCRIPT],
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["unchanged_after_bad_step"]
+  assert report["iterations_and_skipped_after_bad"] == [0, 1]
+  assert report["iterations_after_good"] == 1
+  assert report["moved_after_good_step"]
+  assert report["replicas_agree"] and report["finite"]
