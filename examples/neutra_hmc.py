@@ -1,39 +1,40 @@
 r"""NeuTra HMC (Hoffman et al. 2019) with a planar flow: a flow fitted by
-`tfp.vi.fit_surrogate_posterior` preconditions HMC through
-`tfp.mcmc.TransformedTransitionKernel`, compared with plain HMC on the same
-target.
+`tfp.vi.fit_surrogate_posterior` preconditions NUTS through
+`tfp.mcmc.TransformedTransitionKernel`, compared with plain NUTS on the same
+target, over several seeds.
 
 The target is the twisted Gaussian ("banana") of Haario et al. (1999):
 
 ```none
-x_1 ~ N(0, s^2),    x_2 | x_1 ~ N(b (x_1^2 - s^2), 1)        (s = 10, b = 0.1)
+x_1 ~ N(0, s^2),    x_2 | x_1 ~ N(b (x_1^2 - s^2), 1)        (s = 3, b = 0.2)
 E[x] = 0,   Var[x_1] = s^2,   Var[x_2] = 1 + b^2 Var[x_1^2] = 1 + 2 b^2 s^4
 ```
 
 It is the shear `(z_1, z_2) -> (z_1, z_2 + b (z_1^2 - s^2))` of
 `N(0, diag(s^2, 1))`, so its density is normalized and its moments are exact.
-Its curvature changes along a narrow ridge (conditional scale 1, arms 100 units
-long): plain HMC must take steps sized for the ridge and many of them to
-travel its length.
+Its curvature grows along the arms (the ridge's slope is `2 b x_1`), so one
+global step size must be small enough for the arms; a flow that undoes the
+shear makes the latent target close to `N(0, I)`.
 
-NeuTra runs HMC on `z` with the target `log p(f(z)) + log|det J_f(z)|`, where
-`f` is the trained flow (`TransformedTransitionKernel` builds exactly this
-from `bijector=f`). If `f_# N(0, I)` were `p`, that target would be `N(0, I)`.
-Only `f` and its log-det are evaluated during sampling; the planar inverse
+NeuTra runs the sampler on `z` with the target
+`log p(f(z)) + log|det J_f(z)|`, where `f` is the trained flow
+(`TransformedTransitionKernel` builds exactly this from `bijector=f`). Only
+`f` and its log-det are evaluated during sampling; the planar inverse
 (numerical root finding) is never called: chains start at `z_0 ~ N(0, I)`
 through `bootstrap_results(transformed_init_state=z_0)`.
 
-Both samplers: `DualAveragingStepSizeAdaptation` around HMC, the same number of
-leapfrog steps, burn-in, target acceptance and initial states (`f(z_0)`, so
-plain HMC starts from the same points NeuTra does). Gradient evaluations are
-counted as iterations x leapfrog steps x chains (TFP's leapfrog integrator takes
-one gradient of the target per leapfrog step and carries the last one to the
-next iteration). For NeuTra each of these also differentiates through the
-flow; VI training is counted separately as steps x Monte Carlo samples
-(gradients of the target).
+Both samplers are NUTS (so each picks its own trajectory lengths) inside
+`DualAveragingStepSizeAdaptation`, with the same target acceptance, burn-in,
+number of draws and initial points (`f(z_0)`, so plain NUTS starts from the
+same points NeuTra does). Gradient evaluations are the leapfrog steps NUTS
+took in the kept iterations, summed over chains (one gradient of the target
+per leapfrog step). For NeuTra each also differentiates through the flow; VI
+training is counted separately as steps x Monte Carlo samples. Each seed
+repeats the whole pipeline (VI fit, initial points, both samplers); the
+summary is the median over seeds.
 
     python examples/neutra_hmc.py
-    python examples/neutra_hmc.py --num-results 500 --num-chains 8 --vi-steps 2000
+    python examples/neutra_hmc.py --num-planar 0     # affine flow only
 """
 
 import argparse
@@ -136,19 +137,21 @@ def fit_flow(target_log_prob_fn, num_planar=16, num_steps=6000, sample_size=64,
   return surrogate, losses.numpy()
 
 
-def make_kernel(target_log_prob_fn, num_leapfrog_steps, num_adaptation_steps,
-                bijector=None, target_accept_prob=0.75, initial_step_size=0.1):
-  """Dual-averaging-adapted HMC, run on `z` with `x = bijector(z)` if given.
+def make_kernel(target_log_prob_fn, num_adaptation_steps, bijector=None,
+                target_accept_prob=0.95, initial_step_size=0.1,
+                max_tree_depth=10):
+  """Dual-averaging-adapted NUTS, run on `z` with `x = bijector(z)` if given.
 
-  `TransformedTransitionKernel` is the outer kernel so that
-  `bootstrap_results(transformed_init_state=...)` can start it in the latent
-  space; it rewrites the target of the HMC kernel nested inside the step-size
-  adaptation, which then adapts the latent step size.
+  NUTS picks each trajectory's length itself, so neither sampler depends on a
+  hand-chosen number of leapfrog steps; both adapt their own step size to the
+  same target acceptance. `TransformedTransitionKernel` is the outer kernel
+  so that `bootstrap_results(transformed_init_state=...)` can start it in the
+  latent space; it rewrites the target of the NUTS kernel nested inside the
+  step-size adaptation, which then adapts the latent step size.
   """
   kernel = tfp.mcmc.DualAveragingStepSizeAdaptation(
-      tfp.mcmc.HamiltonianMonteCarlo(
-          target_log_prob_fn, step_size=initial_step_size,
-          num_leapfrog_steps=num_leapfrog_steps),
+      tfp.mcmc.NoUTurnSampler(target_log_prob_fn, step_size=initial_step_size,
+                              max_tree_depth=max_tree_depth),
       num_adaptation_steps=num_adaptation_steps,
       target_accept_prob=target_accept_prob)
   if bijector is not None:
@@ -157,22 +160,26 @@ def make_kernel(target_log_prob_fn, num_leapfrog_steps, num_adaptation_steps,
 
 
 def run_chains(target_log_prob_fn, initial_latent, num_results,
-               num_burnin_steps, num_leapfrog_steps, bijector=None, seed=0,
-               target_accept_prob=0.75):
-  """Runs HMC chains from `bijector(initial_latent)` (NeuTra if `bijector`
-  is given, plain HMC started from the same points otherwise).
+               num_burnin_steps, bijector=None, seed=0,
+               target_accept_prob=0.95):
+  """Runs NUTS chains from `bijector(initial_latent)` (NeuTra if `bijector`
+  is given, plain NUTS started from the same points otherwise).
 
-  Returns numpy samples `[num_results, chains, 2]` of the target, the
-  acceptance indicators `[num_results, chains]` and the adapted step size.
+  Returns a dict of numpy arrays: `samples [num_results, chains, 2]` of the
+  target, and per kept iteration and chain `leapfrogs` (leapfrog steps, i.e.
+  gradient evaluations of the (latent) target), `accepted` and `divergent`;
+  plus the adapted `step_size`.
   """
-  kernel = make_kernel(target_log_prob_fn, num_leapfrog_steps,
+  kernel = make_kernel(target_log_prob_fn,
                        num_adaptation_steps=int(0.8 * num_burnin_steps),
                        bijector=bijector, target_accept_prob=target_accept_prob)
 
   def trace_fn(_, results):
     if bijector is not None:
       results = results.inner_results
-    return results.inner_results.is_accepted, results.new_step_size
+    nuts = results.inner_results
+    return (nuts.leapfrogs_taken, nuts.is_accepted, nuts.has_divergence,
+            results.new_step_size)
 
   @tf.function(jit_compile=True)
   def sample(initial_latent, seed):
@@ -188,15 +195,17 @@ def run_chains(target_log_prob_fn, initial_latent, num_results,
         kernel=kernel, num_burnin_steps=num_burnin_steps, trace_fn=trace_fn,
         seed=seed)
 
-  samples, (accepted, step_size) = sample(
+  samples, (leapfrogs, accepted, divergent, step_size) = sample(
       tf.convert_to_tensor(initial_latent, tf.float32),
       tfp.random.sanitize_seed(seed))
-  return samples.numpy(), accepted.numpy(), float(step_size[-1])
+  return {"samples": samples.numpy(), "leapfrogs": leapfrogs.numpy(),
+          "accepted": accepted.numpy(), "divergent": divergent.numpy(),
+          "step_size": float(step_size[-1])}
 
 
-def chain_summary(samples, accepted, num_leapfrog_steps, target):
-  """ESS (cross-chain), R-hat and moments of `samples [n, chains, 2]`."""
-  num_results, num_chains, _ = samples.shape
+def chain_summary(chains, target):
+  """ESS (cross-chain), R-hat, moments and cost of a `run_chains` result."""
+  samples = chains["samples"]
   ess = tfp.mcmc.effective_sample_size(
       tf.constant(samples, tf.float64), cross_chain_dims=1).numpy()
   r_hat = tfp.mcmc.potential_scale_reduction(
@@ -205,15 +214,21 @@ def chain_summary(samples, accepted, num_leapfrog_steps, target):
   mean, variance = flat.mean(0), flat.var(0)
   # Standard error of the mean from the true variance and the measured ESS.
   mean_z = (mean - target.mean()) / np.sqrt(target.variance() / ess)
-  gradients = num_results * num_leapfrog_steps * num_chains
+  # One gradient of the (latent) target per leapfrog step, summed over the
+  # kept iterations of every chain.
+  gradients = int(chains["leapfrogs"].astype(np.int64).sum())
   return {
       "ess": ess.tolist(),
       "min_ess": float(ess.min()),
-      "gradient_evaluations": int(gradients),
+      "gradient_evaluations": gradients,
+      "gradients_per_iteration": gradients / chains["leapfrogs"].size,
       "ess_per_gradient": (ess / gradients).tolist(),
       "min_ess_per_gradient": float(ess.min() / gradients),
       "r_hat": r_hat.tolist(),
-      "acceptance_rate": float(accepted.mean()),
+      "max_r_hat": float(r_hat.max()),
+      "acceptance_rate": float(chains["accepted"].mean()),
+      "divergences": int(chains["divergent"].sum()),
+      "step_size": chains["step_size"],
       "mean": mean.tolist(),
       "mean_z_score": mean_z.tolist(),
       "variance": variance.tolist(),
@@ -247,27 +262,32 @@ def plot(path, target, panels, limits):
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(
-      description="NeuTra HMC with a planar flow against plain HMC on the "
-                  "banana target; prints a table, writes JSON and a figure.",
+      description="NeuTra NUTS with a planar flow against plain NUTS on the "
+                  "banana target, over several seeds; prints a table, writes "
+                  "JSON and a figure.",
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--scale", type=positive_float, default=10.)
-  parser.add_argument("--curvature", type=float, default=0.1)
+  parser.add_argument("--scale", type=positive_float, default=3.)
+  parser.add_argument("--curvature", type=float, default=0.2)
   parser.add_argument("--num-planar", type=non_negative_int, default=16,
                       help="planar steps in the flow; 0 leaves the affine "
                            "part only (linear preconditioning)")
-  parser.add_argument("--vi-steps", type=positive_int, default=6000)
+  parser.add_argument("--vi-steps", type=positive_int, default=5000)
   parser.add_argument("--vi-sample-size", type=positive_int, default=64)
   parser.add_argument("--learning-rate", type=positive_float, default=0.02)
   parser.add_argument("--num-chains", type=positive_int, default=16)
-  parser.add_argument("--num-results", type=positive_int, default=4000)
-  parser.add_argument("--num-burnin-steps", type=positive_int, default=1000)
-  parser.add_argument("--num-leapfrog-steps", type=positive_int, default=4)
-  parser.add_argument("--target-accept-prob", type=positive_float, default=0.75)
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--num-results", type=positive_int, default=2000)
+  parser.add_argument("--num-burnin-steps", type=positive_int, default=500)
+  parser.add_argument("--target-accept-prob", type=positive_float,
+                      default=0.95)
+  parser.add_argument("--seed", type=int, default=0,
+                      help="first seed; seeds seed .. seed + num_seeds - 1")
+  parser.add_argument("--num-seeds", type=positive_int, default=3,
+                      help="independent repeats of the whole pipeline (VI "
+                           "fit, initial states, both samplers)")
   parser.add_argument("--output", type=pathlib.Path,
                       default=pathlib.Path("runs/neutra/neutra.json"))
   parser.add_argument("--figure", type=pathlib.Path, default=None,
-                      help="PNG path; default: beside --output")
+                      help="PNG path (first seed); default: beside --output")
   parser.add_argument("--no-figure", action="store_true")
   args = parser.parse_args(argv)
   if args.num_chains < 2:
@@ -277,65 +297,83 @@ def parse_args(argv=None):
   return args
 
 
-def main(argv=None):
-  args = parse_args(argv)
-  keras.utils.set_random_seed(args.seed)
-  target = Banana(args.scale, args.curvature)
-  results = {"command_args": {k: str(v) for k, v in vars(args).items()},
-             "target": {"name": "banana", "scale": target.scale,
-                        "curvature": target.curvature,
-                        "mean": target.mean().tolist(),
-                        "variance": target.variance().tolist()}}
-
-  print(f"[1/3] VI: {args.vi_steps} steps x {args.vi_sample_size} samples, "
-        f"{args.num_planar} planar steps ...", flush=True)
+def run_seed(args, target, seed):
+  """VI fit, then plain and NeuTra NUTS from the same initial points."""
+  keras.utils.set_random_seed(seed)
+  result = {"seed": seed}
   start = time.perf_counter()
   surrogate, losses = fit_flow(target.log_prob, args.num_planar, args.vi_steps,
                                args.vi_sample_size, args.learning_rate,
-                               seed=args.seed)
+                               seed=seed)
   window = max(1, args.vi_steps // 10)
   vi_samples = surrogate.sample(
-      20_000, seed=tfp.random.sanitize_seed(args.seed + 1)).numpy()
+      20_000, seed=tfp.random.sanitize_seed(seed + 1)).numpy()
   # log Z = 0 (the target is normalized), so the final loss estimates
   # KL(q || p) directly.
-  results["vi"] = {
+  result["vi"] = {
       "seconds": time.perf_counter() - start,
       "gradient_evaluations": args.vi_steps * args.vi_sample_size,
       "kl_q_p_last_window": float(losses[-window:].mean()),
       "loss_first_window": float(losses[:window].mean()),
       "mean": vi_samples.mean(0).tolist(),
       "variance": vi_samples.var(0).tolist(),
+      "variance_ratio": (vi_samples.var(0) / target.variance()).tolist(),
   }
-  print(f"      {results['vi']['seconds']:.1f} s; KL(q||p) ~ "
-        f"{results['vi']['kl_q_p_last_window']:.3f} nats "
-        f"(mean loss over the last {window} steps)", flush=True)
+  print(f"  seed {seed}: VI {result['vi']['seconds']:.1f} s, KL(q||p) ~ "
+        f"{result['vi']['kl_q_p_last_window']:.3f}", flush=True)
 
   initial_latent = tf.random.stateless_normal(
-      [args.num_chains, 2], seed=[args.seed, 7])
+      [args.num_chains, 2], seed=[seed, 7])
   initial_state = surrogate.bijector.forward(initial_latent).numpy()
-  chains = {}
-  for stage, (name, bijector) in enumerate(
+  samples = {"vi": vi_samples}
+  for offset, (name, bijector) in enumerate(
       [("hmc", None), ("neutra", surrogate.bijector)], start=2):
-    print(f"[{stage}/3] {name}: {args.num_chains} chains x "
-          f"({args.num_burnin_steps} burn-in + {args.num_results}) iterations "
-          f"x {args.num_leapfrog_steps} leapfrog steps ...", flush=True)
     start = time.perf_counter()
-    samples, accepted, step_size = run_chains(
+    chains = run_chains(
         target.log_prob,
         initial_state if bijector is None else initial_latent,
-        args.num_results, args.num_burnin_steps, args.num_leapfrog_steps,
-        bijector=bijector, seed=args.seed + stage,
-        target_accept_prob=args.target_accept_prob)
-    seconds = time.perf_counter() - start
-    summary = chain_summary(samples, accepted, args.num_leapfrog_steps, target)
-    summary.update(
-        seconds=seconds, step_size=step_size,
-        burnin_gradient_evaluations=(args.num_burnin_steps
-                                     * args.num_leapfrog_steps
-                                     * args.num_chains))
-    results[name] = summary
-    chains[name] = samples
-    print(f"      {seconds:.1f} s (including XLA compilation)", flush=True)
+        args.num_results, args.num_burnin_steps, bijector=bijector,
+        seed=seed * 100 + offset, target_accept_prob=args.target_accept_prob)
+    summary = chain_summary(chains, target)
+    summary["seconds"] = time.perf_counter() - start
+    result[name] = summary
+    samples[name] = chains["samples"]
+    print(f"  seed {seed}: {name} NUTS {summary['seconds']:.1f} s "
+          "(including XLA compilation)", flush=True)
+  return result, samples
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  target = Banana(args.scale, args.curvature)
+  results = {"command_args": {k: str(v) for k, v in vars(args).items()},
+             "target": {"name": "banana", "scale": target.scale,
+                        "curvature": target.curvature,
+                        "mean": target.mean().tolist(),
+                        "variance": target.variance().tolist()}}
+  seeds = list(range(args.seed, args.seed + args.num_seeds))
+  print(f"{len(seeds)} seeds x [VI: {args.vi_steps} steps x "
+        f"{args.vi_sample_size} samples, {args.num_planar} planar steps; "
+        f"plain and NeuTra NUTS: {args.num_chains} chains x "
+        f"({args.num_burnin_steps} burn-in + {args.num_results}) iterations, "
+        f"target acceptance {args.target_accept_prob}] ...", flush=True)
+  start = time.perf_counter()
+  runs, first_samples = [], None
+  for seed in seeds:
+    run, samples = run_seed(args, target, seed)
+    runs.append(run)
+    first_samples = first_samples or samples
+  results["runs"] = runs
+  results["median_over_seeds"] = {
+      name: {key: float(np.median([run[name][key] for run in runs]))
+             for key in ("min_ess_per_gradient", "gradients_per_iteration",
+                         "max_r_hat", "step_size", "seconds")}
+      for name in ("hmc", "neutra")}
+  ratios = [run["neutra"]["min_ess_per_gradient"]
+            / run["hmc"]["min_ess_per_gradient"] for run in runs]
+  results["neutra_over_hmc_min_ess_per_gradient"] = {
+      "per_seed": ratios, "median": float(np.median(ratios))}
+  results["total_seconds"] = time.perf_counter() - start
 
   _print_table(results, target)
   args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -347,14 +385,16 @@ def main(argv=None):
     limits = ((-3.5 * s, 3.5 * s),
               (-b * s**2 - 4., max(b * (3.5**2 - 1.) * s**2, 4.) + 4.))
     thin = lambda x: x.reshape(-1, 2)[:: max(1, x[..., 0].size // 4000)]
+    first = runs[0]
     plot(figure, target, [
-        (f"VI flow, {args.num_planar} planar steps\n(independent samples)",
-         vi_samples[:4000]),
-        (f"plain HMC, L = {args.num_leapfrog_steps}\nmin ESS/grad = "
-         f"{results['hmc']['min_ess_per_gradient']:.2e}", thin(chains["hmc"])),
-        (f"NeuTra HMC, L = {args.num_leapfrog_steps}\nmin ESS/grad = "
-         f"{results['neutra']['min_ess_per_gradient']:.2e}",
-         thin(chains["neutra"])),
+        (f"VI flow, {args.num_planar} planar steps\n(independent samples, "
+         f"seed {first['seed']})", first_samples["vi"][:4000]),
+        (f"plain NUTS\nmin ESS/grad = "
+         f"{first['hmc']['min_ess_per_gradient']:.2e}",
+         thin(first_samples["hmc"])),
+        (f"NeuTra NUTS\nmin ESS/grad = "
+         f"{first['neutra']['min_ess_per_gradient']:.2e}",
+         thin(first_samples["neutra"])),
     ], limits)
     print(f"wrote {figure}")
   return results
@@ -362,35 +402,48 @@ def main(argv=None):
 
 def _print_table(results, target):
   truth_var = target.variance()
-  rows = [
-      ("step size (adapted)", lambda r: f"{r['step_size']:.3g}"),
-      ("acceptance rate", lambda r: f"{r['acceptance_rate']:.3f}"),
-      ("ESS x1, x2", lambda r: "{:.0f}, {:.0f}".format(*r["ess"])),
-      ("gradient evaluations", lambda r: f"{r['gradient_evaluations']:,}"),
-      ("ESS/grad x1, x2",
-       lambda r: "{:.2e}, {:.2e}".format(*r["ess_per_gradient"])),
-      ("min ESS/grad", lambda r: f"{r['min_ess_per_gradient']:.2e}"),
-      ("R-hat x1, x2", lambda r: "{:.3f}, {:.3f}".format(*r["r_hat"])),
-      ("mean x1, x2 (truth 0, 0)", lambda r: "{:.2f}, {:.2f}".format(*r["mean"])),
-      ("mean z-score x1, x2",
-       lambda r: "{:.2f}, {:.2f}".format(*r["mean_z_score"])),
-      (f"var x1, x2 (truth {truth_var[0]:.0f}, {truth_var[1]:.0f})",
-       lambda r: "{:.1f}, {:.1f}".format(*r["variance"])),
-      ("sampling seconds (incl. compile)", lambda r: f"{r['seconds']:.1f}"),
+  columns = [
+      ("KL(q||p)", lambda run, r: f"{run['vi']['kl_q_p_last_window']:.3f}"),
+      ("step", lambda run, r: f"{r['step_size']:.3f}"),
+      ("grad/it", lambda run, r: f"{r['gradients_per_iteration']:.1f}"),
+      ("accept", lambda run, r: f"{r['acceptance_rate']:.3f}"),
+      ("div", lambda run, r: f"{r['divergences']}"),
+      ("ESS x1,x2", lambda run, r: "{:.0f},{:.0f}".format(*r["ess"])),
+      ("min ESS/grad", lambda run, r: f"{r['min_ess_per_gradient']:.2e}"),
+      ("R-hat x1,x2", lambda run, r: "{:.3f},{:.3f}".format(*r["r_hat"])),
+      ("mean z x1,x2",
+       lambda run, r: "{:+.2f},{:+.2f}".format(*r["mean_z_score"])),
+      ("var/true x1,x2",
+       lambda run, r: "{:.2f},{:.2f}".format(*r["variance_ratio"])),
+      ("sec", lambda run, r: f"{r['seconds']:.1f}"),
   ]
-  width = max(len(name) for name, _ in rows)
-  print()
-  print(f"{'':{width}}  {'plain HMC':>22}  {'NeuTra HMC':>22}")
-  for name, cell in rows:
-    print(f"{name:{width}}  {cell(results['hmc']):>22}  "
-          f"{cell(results['neutra']):>22}")
-  vi = results["vi"]
-  print(f"\nVI training: {vi['gradient_evaluations']:,} target gradient "
-        f"evaluations ({vi['seconds']:.1f} s), KL(q||p) ~ "
-        f"{vi['kl_q_p_last_window']:.3f}; burn-in: "
-        f"{results['hmc']['burnin_gradient_evaluations']:,} per sampler.")
-  print(f"VI flow alone (20,000 independent samples): mean "
-        "{:.2f}, {:.2f}; var {:.1f}, {:.1f}".format(*vi["mean"], *vi["variance"]))
+  header = ["sampler", "seed"] + [name for name, _ in columns]
+  rows = []
+  for name, label in (("hmc", "plain"), ("neutra", "NeuTra")):
+    for run in results["runs"]:
+      rows.append([label, str(run["seed"])]
+                  + [cell(run, run[name]) for _, cell in columns])
+  widths = [max(len(row[i]) for row in rows + [header])
+            for i in range(len(header))]
+  print(f"\ntarget: banana s = {target.scale:g}, b = {target.curvature:g}; "
+        f"true var x1, x2 = {truth_var[0]:.2f}, {truth_var[1]:.2f}")
+  for row in [header] + rows:
+    print("  ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+  median = results["median_over_seeds"]
+  ratio = results["neutra_over_hmc_min_ess_per_gradient"]
+  print(f"\nmedian min ESS/grad over seeds: plain "
+        f"{median['hmc']['min_ess_per_gradient']:.2e}, NeuTra "
+        f"{median['neutra']['min_ess_per_gradient']:.2e}; NeuTra/plain per "
+        "seed: " + ", ".join(f"{r:.1f}" for r in ratio["per_seed"])
+        + f" (median {ratio['median']:.1f})")
+  run = results["runs"][0]
+  print(f"cost not in ESS/grad: VI {run['vi']['gradient_evaluations']:,} "
+        f"target gradients per seed; burn-in {results['command_args']['num_burnin_steps']} "
+        "iterations per chain; each NeuTra gradient also goes through the flow.")
+  print("VI flow alone (20,000 independent samples), var/true x1, x2: "
+        + "; ".join("seed {}: {:.2f}, {:.2f}".format(
+            r["seed"], *r["vi"]["variance_ratio"]) for r in results["runs"]))
+  print(f"total {results['total_seconds']:.0f} s")
 
 
 if __name__ == "__main__":
