@@ -9,7 +9,8 @@ import tensorflow as tf
 
 __all__ = ["HALF_LOG_2PI", "annealed_beta", "build_optimizer",
            "diagonal_normal_sample", "global_batch_noise", "images_of",
-           "add_skipped_steps", "metric_logs", "minimize", "prepare_fit",
+           "add_skipped_steps", "check_values", "checked_latents",
+           "metric_logs", "minimize", "prepare_fit",
            "skip_symbolic_build", "step_seed"]
 
 HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
@@ -201,3 +202,32 @@ def metric_logs(metrics, **values):
       strategy.extended._in_multi_worker_mode()):  # Keras' own test
     logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
   return logs
+
+
+def check_values(tensor, ok, message, culprits):
+  """`tensor`, once the boolean scalar `ok` holds.
+
+  Otherwise eagerly a `ValueError`, and in a graph (`fit`, exports) an
+  `InvalidArgumentError`, each starting with `message` and showing up to
+  five offending values from `culprits`.
+  """
+  if tf.executing_eagerly():
+    if not bool(ok):
+      raise ValueError(f"{message}; got {culprits.numpy()[:5].tolist()}.")
+    return tensor
+  with tf.control_dependencies([tf.debugging.Assert(
+      ok, [f"{message}; got", culprits[:5]], summarize=5)]):
+    return tf.identity(tensor)
+
+
+def checked_latents(latents, dim, model_name):
+  """Float32 latents `[N, dim]`, finite, or an error saying what is wrong."""
+  latents = tf.convert_to_tensor(latents, tf.float32)
+  if latents.shape.rank is not None and (
+      latents.shape.rank != 2 or latents.shape[-1] not in (None, dim)):
+    raise ValueError(f"{model_name}: latents must have shape [N, {dim}]; got "
+                     f"{latents.shape}.")
+  finite = tf.math.is_finite(latents)
+  return check_values(latents, tf.reduce_all(finite),
+                      f"{model_name}: latents must be finite",
+                      tf.boolean_mask(latents, tf.logical_not(finite)))

@@ -10,7 +10,8 @@ import tensorflow_probability as tfp
 from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
                                     flow_param_size, forward_and_log_det)
 from tfp_flows.models.common import (HALF_LOG_2PI, add_skipped_steps,
-                                     annealed_beta, diagonal_normal_sample,
+                                     annealed_beta, check_values,
+                                     checked_latents, diagonal_normal_sample,
                                      global_batch_noise, images_of, metric_logs,
                                      minimize, prepare_fit,
                                      skip_symbolic_build, step_seed)
@@ -141,7 +142,10 @@ class FlowVAE(keras.Model):
   # Inputs ------------------------------------------------------------------
 
   def _check_images(self, images):
-    """Float32 `[N, H, W, C]` of the binary images; static checks only."""
+    """Float32 `[N, H, W, C]` of binary images, or an error saying what is
+    wrong: shape and dtype statically, the 0/1 values at run time (a
+    Bernoulli likelihood of other values would train on nonsense, and a NaN
+    would surface only as a NaN loss)."""
     images = tf.convert_to_tensor(images)
     if images.shape.rank is not None and (
         images.shape.rank != 4 or
@@ -152,14 +156,24 @@ class FlowVAE(keras.Model):
     if not (images.dtype.is_integer or images.dtype.is_floating):
       raise TypeError(f"FlowVAE: images must be integer or float 0/1 values; "
                       f"got dtype {images.dtype.name}.")
-    return tf.cast(images, tf.float32)
+    images = tf.cast(images, tf.float32)
+    binary = tf.equal(images, 0.) | tf.equal(images, 1.)
+    return check_values(
+        images, tf.reduce_all(binary),
+        "FlowVAE expects binary images (pixel values 0 or 1); binarize them "
+        "first (e.g. TFDS binarized_mnist)",
+        tf.boolean_mask(images, tf.logical_not(binary)))
 
   # The posterior -----------------------------------------------------------
 
   def posterior_parameters(self, images):
     """`loc`, `log_scale` `[N, D]` of `q_0` and flow parameters `[N, K, P]`
     (`None` for `flow="none"`)."""
-    h = tf.reshape(self._check_images(images), [-1, self.event_size])
+    return self._encoder(self._check_images(images))
+
+  def _encoder(self, images):
+    """`posterior_parameters` of checked float32 images."""
+    h = tf.reshape(images, [-1, self.event_size])
     for layer in self.encoder_layers:
       h = layer(h)
     loc, log_scale = tf.split(self.posterior_head(h), 2, axis=-1)
@@ -223,14 +237,14 @@ class FlowVAE(keras.Model):
     """Per-example `(log p(x|z_K), log p(z_K), log q_K(z_K|x))`, one sample
     each, from standard-normal `noise` `[N, D]`."""
     images = self._check_images(images)
-    loc, log_scale, flow_params = self.posterior_parameters(images)
+    loc, log_scale, flow_params = self._encoder(images)
     z, log_q = self._sample_posterior(loc, log_scale, flow_params, noise)
     log_likelihood, log_prior = self._log_likelihood_and_prior(images, z)
     return log_likelihood, log_prior, log_q
 
   def elbo(self, images, seed=0):
     """Single-sample ELBO per example `[N]`, nats; stateless in `seed`."""
-    images = self._check_images(images)
+    images = tf.convert_to_tensor(images)  # elbo_terms checks them
     noise = tf.random.stateless_normal(
         [tf.shape(images)[0], self.latent_dim], seed=[seed, 0])
     log_likelihood, log_prior, log_q = self.elbo_terms(images, noise)
@@ -242,7 +256,7 @@ class FlowVAE(keras.Model):
     importance-sampled estimate of `log p(x)`; see
     `tfp_flows.evaluation.importance_log_likelihood`."""
     images = self._check_images(images)
-    loc, log_scale, flow_params = self.posterior_parameters(images)
+    loc, log_scale, flow_params = self._encoder(images)
     noise = tf.random.stateless_normal(
         [num_samples, tf.shape(images)[0], self.latent_dim], seed=[seed, 1])
     z, log_q = self._sample_posterior(loc, log_scale, flow_params, noise)
@@ -326,10 +340,13 @@ class FlowVAE(keras.Model):
   def decode(self, latents):
     """Pixel probabilities `[N, H, W, C]` of `p(x | z)`."""
     return tf.sigmoid(self.decoder_logits(
-        tf.convert_to_tensor(latents, tf.float32)))
+        checked_latents(latents, self.latent_dim, "FlowVAE")))
 
   def sample(self, num_samples, seed=None):
     """Pixel probabilities of `num_samples` images decoded from the prior."""
+    if isinstance(num_samples, int) and num_samples < 0:
+      raise ValueError(f"FlowVAE.sample: num_samples must be >= 0; got "
+                       f"{num_samples}.")
     shape = [num_samples, self.latent_dim]
     latents = (tf.random.normal(shape) if seed is None else
                tf.random.stateless_normal(shape, seed=[seed, 3]))

@@ -9,7 +9,8 @@ import tensorflow_probability as tfp
 from tfp_flows.bijectors import channels_first_flatten, squeeze
 from tfp_flows.layers import (ActNormLayer, AffineCouplingLayer,
                               InvertibleConv1x1Layer)
-from tfp_flows.models.common import (add_skipped_steps, global_batch_noise,
+from tfp_flows.models.common import (add_skipped_steps, check_values,
+                                     checked_latents, global_batch_noise,
                                      images_of, metric_logs, minimize,
                                      prepare_fit, skip_symbolic_build,
                                      step_seed)
@@ -152,12 +153,27 @@ class GlowModel(keras.Model):
   # Images <-> the continuous space ----------------------------------------
 
   def _check_images(self, images):
+    """8-bit images `[N, H, W, C]`, or an error saying what is wrong: shape
+    and dtype statically; for dtypes other than uint8, pixel values in
+    [0, 255] at run time (outside it the dequantized density is of nothing,
+    and a NaN would surface only as a NaN loss)."""
     images = tf.convert_to_tensor(images)
     if images.shape.rank != 4 or tuple(images.shape[1:]) != self.image_shape:
       raise ValueError(
           f"GlowModel expects images of shape [N, {', '.join(map(str, self.image_shape))}]; "
           f"got {images.shape}.")
-    return images
+    if not (images.dtype.is_integer or images.dtype.is_floating):
+      raise TypeError(f"GlowModel expects 8-bit pixel values (uint8, or "
+                      f"integers or floats in [0, 255]); got dtype "
+                      f"{images.dtype.name}.")
+    if images.dtype == tf.uint8:
+      return images
+    values = tf.cast(images, tf.float32)
+    in_range = (values >= 0.) & (values <= NUM_PIXEL_VALUES - 1.)
+    return check_values(
+        images, tf.reduce_all(in_range),
+        "GlowModel expects pixel values in [0, 255]",
+        tf.boolean_mask(values, tf.logical_not(in_range)))
 
   def _dequantize(self, images, noise):
     return (tf.cast(images, tf.float32) + noise) / NUM_PIXEL_VALUES
@@ -192,6 +208,9 @@ class GlowModel(keras.Model):
     if self.is_initialized:
       return
     images = self._check_images(images)
+    if images.shape[0] == 0:
+      raise ValueError("GlowModel.initialize: ActNorm's data-dependent "
+                       "initialization needs at least one image; got none.")
     x = self._dequantize(images, 0.5) - 0.5
     for level, (h, w, c) in enumerate(self._level_shapes):
       x = squeeze(h, w, c).forward(x)
@@ -228,6 +247,9 @@ class GlowModel(keras.Model):
     default, so repeated calls agree). Initializes ActNorm on first use.
     """
     images = self._check_images(images)
+    if images.shape[0] == 0:
+      # Nothing to score; TF's convolutions mis-shape an empty batch here.
+      return tf.zeros([0])
     if tf.executing_eagerly():
       self.initialize(images)  # a no-op once initialized
     noise = tf.random.stateless_uniform(tf.shape(images), seed=[seed, 0])
@@ -268,7 +290,7 @@ class GlowModel(keras.Model):
                               step_seed(self.seed, step))
 
   def train_step(self, data):
-    images = images_of(data)
+    images = self._check_images(images_of(data))
     noise = self._dequantization_noise(images, self.optimizer.iterations)
     with tf.GradientTape() as tape, tf.control_dependencies(
         [self._assert_initialized()]):
@@ -279,7 +301,7 @@ class GlowModel(keras.Model):
     return metric_logs(self.metrics, skipped_steps=self.skipped_steps.value)
 
   def test_step(self, data):
-    images = images_of(data)
+    images = self._check_images(images_of(data))
     # Step -1: evaluation noise that no training step draws.
     nll = -self._log_prob_with_noise(images,
                                      self._dequantization_noise(images, -1))
@@ -290,6 +312,9 @@ class GlowModel(keras.Model):
 
   def sample(self, num_samples, temperature=1.0, seed=None):
     """`num_samples` uint8 images from latents `N(0, temperature^2 I)`."""
+    if isinstance(num_samples, int) and num_samples < 0:
+      raise ValueError(f"GlowModel.sample: num_samples must be >= 0; got "
+                       f"{num_samples}.")
     shape = [num_samples, self.event_size]
     if seed is None:
       latents = tf.random.normal(shape)
@@ -300,12 +325,16 @@ class GlowModel(keras.Model):
   def encode(self, images):
     """Latents `[N, D]` of the bin-centred 8-bit images."""
     images = self._check_images(images)
+    if images.shape[0] == 0:
+      return tf.zeros([0, self.event_size])
     return self.flow.inverse(self._dequantize(images, 0.5))
 
   def decode(self, latents):
     """uint8 images from latents `[N, D]`; `decode(encode(x)) == x`."""
-    return self._quantize(self.flow.forward(
-        tf.convert_to_tensor(latents, tf.float32)))
+    latents = checked_latents(latents, self.event_size, "GlowModel")
+    if latents.shape[0] == 0:
+      return tf.zeros([0, *self.image_shape], tf.uint8)
+    return self._quantize(self.flow.forward(latents))
 
 
 def _first_batch(x, batch_size):
