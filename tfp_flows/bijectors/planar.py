@@ -12,12 +12,16 @@ from tensorflow_probability.python.internal import assert_util
 from tensorflow_probability.python.internal import dtype_util
 from tensorflow_probability.python.internal import tensor_util
 
+from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
+                                        check_float_params, check_input_shape,
+                                        norm, static_batch_shape)
+
 tfb = tfp.bijectors
 
 __all__ = ["Planar"]
 
 
-class Planar(tfb.AutoCompositeTensorBijector):
+class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
   r"""Planar flow `f(z) = z + u_hat * tanh(w^T z + b)`.
 
   The planar flow of Rezende & Mohamed (2015), "Variational Inference with
@@ -70,6 +74,32 @@ class Planar(tfb.AutoCompositeTensorBijector):
   use one set per example (an amortized flow whose parameters an encoder
   emits), or no batch dimension to share one set across the batch.
 
+  #### Bad input
+
+  Checks that need no parameter values run always and cost nothing at run
+  time (they are Python-level, done once per trace): parameters must be
+  floating point with the same dtype, `u` and `w` of rank >= 1 with equal
+  last dimensions, batch shapes that broadcast; an input `x` must be a
+  `Tensor` of the flow's dtype (or a Python/NumPy value convertible to it),
+  of rank >= 1, with last dimension `D` and a batch shape that broadcasts
+  with the parameters'. Violations raise `TypeError` / `ValueError` naming
+  the argument, the expected and the received.
+
+  Checks of values follow TFP's convention: with `validate_args=True`,
+  non-finite `u`, `w` or `b` raise (`ValueError` at construction for
+  constants, `InvalidArgumentError` at use for variables), as do event sizes
+  known only at run time. With `validate_args=False` nothing is checked at
+  run time and non-finite parameters give non-finite outputs. Inputs are
+  never value-checked: a NaN or inf row of `x` gives a non-finite result in
+  that row only (an infinite `x` maps to an infinite `y`), the other rows are
+  unaffected.
+
+  In float32 every output and gradient stays finite for `||w||` from `1e-15`
+  to `1e15`, `|b|` up to `1e30`, and `w^T u` down to `-1e4` (the invertibility
+  limit `w^T u_hat -> -1`; `log(1 + w^T u_hat)` is carried in log space, so
+  it does not underflow to `-inf`). Below `||w|| ~ 1e-19`, `||w||^2`
+  underflows and the flow is treated as the `w = 0` translation.
+
   #### Examples
 
   ```python
@@ -90,14 +120,15 @@ class Planar(tfb.AutoCompositeTensorBijector):
       w: Float `Tensor` or `tf.Variable` of shape `[..., D]`: the normal of
         the hyperplane `w^T z + b = 0`.
       b: Float `Tensor` or `tf.Variable` of shape `[...]`: the offset.
-      validate_args: Python `bool`; if `True`, check at run time that the
-        event sizes of `u`, `w` and inputs agree.
+      validate_args: Python `bool`; if `True`, check that `u`, `w`, `b` are
+        finite and that event sizes known only at run time agree.
       name: Python `str`, name given to ops managed by this object.
 
     Raises:
-      ValueError: if `u` or `w` is a scalar, or their static event sizes
-        differ.
-      TypeError: if the parameters have different dtypes.
+      ValueError: if `u` or `w` is a scalar, their static event sizes
+        differ, or the static batch shapes of `u`, `w`, `b` do not broadcast;
+        with `validate_args=True`, if a constant parameter is not finite.
+      TypeError: if the parameters have different or non-float dtypes.
     """
     parameters = dict(locals())
     with tf.name_scope(name) as name:
@@ -115,6 +146,10 @@ class Planar(tfb.AutoCompositeTensorBijector):
         raise ValueError(
             f"Planar: `u` and `w` must have the same last dimension D; "
             f"got u.shape={self._u.shape} and w.shape={self._w.shape}.")
+      check_float_params("Planar", dtype, u=u, w=w, b=b)
+      static_batch_shape(
+          "Planar", u=self._u.shape[:-1], w=self._w.shape[:-1],
+          b=self._b.shape)
       super().__init__(
           forward_min_event_ndims=1,
           validate_args=validate_args,
@@ -144,53 +179,78 @@ class Planar(tfb.AutoCompositeTensorBijector):
     """The hyperplane offset `b`, shape `[...]`."""
     return self._b
 
+  def _check_input(self, x, arg_name):
+    """Static shape checks of an input, plus the run-time event-size check
+    under `validate_args`."""
+    # Under validate_args a mismatched event size is reported by the
+    # assertion below (an InvalidArgumentError, statically when it can be,
+    # as TFP's assertions do); otherwise by a ValueError here.
+    check_input_shape("Planar", x, arg_name, event_size=(
+        "w", self._w.shape), check_event_size=not self.validate_args,
+        batch_shape=static_batch_shape(
+            "Planar", u=self._u.shape[:-1], w=self._w.shape[:-1],
+            b=self._b.shape))
+    if not self.validate_args:
+      return x
+    with tf.control_dependencies([assert_util.assert_equal(
+        tf.shape(x)[-1], tf.shape(self.w)[-1],
+        message=f"Planar: the last dimension of `{arg_name}` must equal the "
+                f"size D of `w`.")]):
+      return tf.identity(x)
+
   def u_hat(self):
     """The constrained direction `u_hat`, with `w^T u_hat > -1`."""
     return self._constrained_params()[0]
 
   def _constrained_params(self):
-    """Returns `u_hat`, `w`, `b` and `1 + w^T u_hat = softplus(w^T u)`."""
+    """Returns `u_hat`, `w`, `b` and `log(1 + w^T u_hat) = log softplus(w^T u)`.
+
+    The last is kept in log space: `softplus(w^T u)` underflows in float32
+    for `w^T u < -88`, and `log|det J|` on the hyperplane `h = 0` equals it.
+    """
     u = tf.convert_to_tensor(self.u)
     w = tf.convert_to_tensor(self.w)
     b = tf.convert_to_tensor(self.b)
     w_dot_u = tf.reduce_sum(w * u, axis=-1)
     w_norm_sq = tf.reduce_sum(tf.square(w), axis=-1)
     # w == 0 exactly makes the flow a translation by u tanh(b) (w^T u_hat = 0,
-    # not m(0)); the guard keeps 0/0 out of u_hat and its gradient.
+    # not m(0)); the guard keeps 0/0 out of u_hat and its gradient. (So does
+    # ||w||^2 underflowing to 0, below ||w|| ~ 1e-19 in float32.)
     nonzero_w = w_norm_sq > 0.
     safe_w_norm_sq = tf.where(nonzero_w, w_norm_sq, 1.)
     # m(x) - x = softplus(-x) - 1: no cancellation for large w^T u.
-    correction = (tf.math.softplus(-w_dot_u) - 1.) / safe_w_norm_sq
-    u_hat = u + correction[..., tf.newaxis] * w
-    one_plus_c = tf.where(nonzero_w, tf.math.softplus(w_dot_u), 1.)
-    return u_hat, w, b, one_plus_c
-
-  def _check_event_size(self, x):
-    if not self.validate_args:
-      return x
-    with tf.control_dependencies([assert_util.assert_equal(
-        tf.shape(x)[-1], tf.shape(self.w)[-1],
-        message="Planar: the input's last dimension must equal the size D "
-                "of `w`.")]):
-      return tf.identity(x)
+    correction = tf.math.softplus(-w_dot_u) - 1.
+    shift = (correction / safe_w_norm_sq)[..., tf.newaxis] * w
+    # The same shift as (w / ||w||) / ||w|| with a rescaled norm, for the
+    # gradient only: that of correction / ||w||^2 is formed as
+    # correction / ||w||^4, which overflows float32 for ||w|| < 1e-10 although
+    # the gradient itself (~ ||w||^-2) does not. The value stays exactly the
+    # one above (g - stop_gradient(g) == 0).
+    safe_w_norm = tf.where(nonzero_w, norm(w), 1.)[..., tf.newaxis]
+    shift_for_gradient = correction[..., tf.newaxis] * (
+        w / safe_w_norm) / safe_w_norm
+    u_hat = (u + tf.stop_gradient(shift)) + (
+        shift_for_gradient - tf.stop_gradient(shift_for_gradient))
+    log_one_plus_c = tf.where(nonzero_w, _log_softplus(w_dot_u), 0.)
+    return u_hat, w, b, log_one_plus_c
 
   def _forward(self, x):
-    x = self._check_event_size(x)
+    x = self._check_input(x, "x")
     u_hat, w, b, _ = self._constrained_params()
     h = tf.reduce_sum(w * x, axis=-1) + b
     return x + u_hat * tf.tanh(h)[..., tf.newaxis]
 
   def _forward_log_det_jacobian(self, x):
-    x = self._check_event_size(x)
-    _, w, b, one_plus_c = self._constrained_params()
+    x = self._check_input(x, "x")
+    _, w, b, log_one_plus_c = self._constrained_params()
     h = tf.reduce_sum(w * x, axis=-1) + b
-    return _log_phi_prime(h, one_plus_c)
+    return _log_phi_prime(h, log_one_plus_c)
 
   def _inverse(self, y):
-    y = self._check_event_size(y)
-    u_hat, w, b, one_plus_c = self._constrained_params()
+    y = self._check_input(y, "y")
+    u_hat, w, b, log_one_plus_c = self._constrained_params()
     s = tf.reduce_sum(w * y, axis=-1) + b
-    h = _solve_phi(s, one_plus_c)
+    h = _solve_phi(s, log_one_plus_c)
     x = y - u_hat * tf.tanh(h)[..., tf.newaxis]
     # One step of iterative refinement against the forward pass as computed
     # in this dtype: x += J^-1 (y - f(x)), J^-1 by Sherman-Morrison. With
@@ -201,7 +261,10 @@ class Planar(tfb.AutoCompositeTensorBijector):
     h_x = tf.reduce_sum(w * x_const, axis=-1) + b
     residual = y - (x_const + u_hat * tf.tanh(h_x)[..., tf.newaxis])
     psi = tf.exp(_log_sech_sq(h_x))[..., tf.newaxis] * w
-    phi_prime = tf.exp(_log_phi_prime(h_x, one_plus_c))
+    phi_prime = tf.exp(_log_phi_prime(h_x, log_one_plus_c))
+    # phi' underflows to 0 only where J is singular in this dtype; the
+    # step is then rejected below, and must not be 0/0 before that.
+    phi_prime = tf.where(phi_prime > 0., phi_prime, 1.)
     step = residual - u_hat * (
         tf.reduce_sum(psi * residual, axis=-1) / phi_prime)[..., tf.newaxis]
     # Refinement corrects rounding-sized errors only; a larger step means J is
@@ -218,7 +281,20 @@ class Planar(tfb.AutoCompositeTensorBijector):
       assertions.append(assert_util.assert_equal(
           tf.shape(self.u)[-1], tf.shape(self.w)[-1],
           message="Planar: `u` and `w` must have the same last dimension."))
+    for param_name in ("u", "w", "b"):
+      param = getattr(self, param_name)
+      if is_init != tensor_util.is_ref(param):
+        assertions.append(assert_finite("Planar", param_name, param))
     return assertions
+
+
+def _log_softplus(x):
+  """log(softplus(x)), exact where softplus(x) underflows (x << 0)."""
+  # log log1p(e^x) = x - e^x / 2 + O(e^2x): below -20 that is exact in
+  # float64, and softplus(x) may be subnormal or 0 there.
+  small = x < -20.
+  return tf.where(small, x - 0.5 * tf.exp(tf.minimum(x, 0.)),
+                  tf.math.log(tf.math.softplus(tf.where(small, 0., x))))
 
 
 def _log_sech_sq(h):
@@ -227,32 +303,49 @@ def _log_sech_sq(h):
   return 2. * (np.log(2.) - abs_h - tf.math.softplus(-2. * abs_h))
 
 
-def _log_phi_prime(h, one_plus_c):
-  """log(1 + c sech^2 h), the planar log|det J|, without cancellation."""
-  c = one_plus_c - 1.
-  sech_sq = tf.exp(_log_sech_sq(h))
-  positive_c = tf.math.log1p(c * sech_sq)
-  # For -1 < c < 0, 1 + c sech^2 = tanh^2 + (1 + c) sech^2: both terms >= 0.
-  negative_c = tf.math.log(tf.square(tf.tanh(h)) + one_plus_c * sech_sq)
-  return tf.where(c >= 0., positive_c, negative_c)
+def _log_phi_prime(h, log_one_plus_c):
+  """log(1 + c sech^2 h), the planar log|det J|, without cancellation,
+  under- or overflow; `log_one_plus_c = log(1 + c)`."""
+  c = tf.math.expm1(log_one_plus_c)
+  log_sech_sq = _log_sech_sq(h)
+  # Both branches are evaluated (tf.where); each gets inputs valid for it so
+  # the branch not taken cannot put NaN into the gradient.
+  positive_c = tf.math.log1p(tf.maximum(c, 0.) * tf.exp(log_sech_sq))
+  # For -1 < c < 0, 1 + c sech^2 = tanh^2 + (1 + c) sech^2: both terms >= 0,
+  # added in log space because (1 + c) may underflow (w^T u << 0), and then
+  # at h = 0 the answer is log(1 + c), not log(0).
+  tanh_sq = tf.square(tf.tanh(h))
+  nonzero = tanh_sq > 0.
+  log_tanh_sq = tf.where(
+      nonzero, tf.math.log(tf.where(nonzero, tanh_sq, 1.)), -np.inf)
+  negative_c = _log_add_exp(log_tanh_sq, log_one_plus_c + log_sech_sq)
+  return tf.where(log_one_plus_c >= 0., positive_c, negative_c)
 
 
-def _solve_phi(s, one_plus_c):
+def _log_add_exp(a, b):
+  """log(e^a + e^b) for a possibly -inf `a` and finite `b`, NaN-free
+  gradient."""
+  larger = tf.maximum(a, b)
+  return larger + tf.math.log1p(tf.exp(-tf.abs(a - b)))
+
+
+def _solve_phi(s, log_one_plus_c):
   """Solves `h + c tanh(h) = s` for `h`, elementwise; differentiable."""
-  c = one_plus_c - 1.
+  c = tf.math.expm1(log_one_plus_c)
   s_const = tf.stop_gradient(s)
   c_const = tf.stop_gradient(c)
-  one_plus_c_const = tf.stop_gradient(one_plus_c)
-  h_root = _find_root(s_const, c_const, one_plus_c_const)
+  log_one_plus_c_const = tf.stop_gradient(log_one_plus_c)
+  h_root = _find_root(s_const, c_const, log_one_plus_c_const)
   # Implicit differentiation: this adds zero to the value and
   # (ds - dc tanh h) / phi'(h) to the gradient.
   residual = h_root + c * tf.tanh(h_root) - s
-  phi_prime = tf.stop_gradient(tf.exp(_log_phi_prime(h_root, one_plus_c_const)))
+  phi_prime = tf.stop_gradient(
+      tf.exp(_log_phi_prime(h_root, log_one_plus_c_const)))
   safe_phi_prime = tf.where(phi_prime > 0., phi_prime, tf.ones_like(phi_prime))
   return h_root - (residual - tf.stop_gradient(residual)) / safe_phi_prime
 
 
-def _find_root(s, c, one_plus_c):
+def _find_root(s, c, log_one_plus_c):
   """Brackets and finds the root of `phi(h) - s`; no gradient."""
   dtype = s.dtype
   eps = np.finfo(dtype.as_numpy_dtype).eps
@@ -274,7 +367,7 @@ def _find_root(s, c, one_plus_c):
       value_tolerance=tf.zeros([], dtype), max_iterations=100)
   # One Newton step recovers the digits the absolute tolerance leaves when
   # the root is much smaller than the bracket (c near -1, s near 0).
-  phi_prime = tf.exp(_log_phi_prime(h, one_plus_c))
+  phi_prime = tf.exp(_log_phi_prime(h, log_one_plus_c))
   newton = h - objective(h) / tf.where(phi_prime > 0., phi_prime, 1.)
   accept = (newton >= low) & (newton <= high) & tf.math.is_finite(newton)
   accept &= tf.abs(objective(newton)) <= tf.abs(objective(h))

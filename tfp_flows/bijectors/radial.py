@@ -1,5 +1,6 @@
 """Radial flow bijector (Rezende & Mohamed, 2015)."""
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -9,6 +10,10 @@ from tensorflow_probability.python.internal import assert_util
 from tensorflow_probability.python.internal import dtype_util
 from tensorflow_probability.python.internal import parameter_properties
 from tensorflow_probability.python.internal import tensor_util
+
+from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
+                                        check_float_params, check_input_shape,
+                                        norm, static_batch_shape)
 
 tfb = tfp.bijectors
 
@@ -34,7 +39,7 @@ def radial_params_from_unconstrained(raw_alpha, raw_beta):
   return alpha, -alpha + tf.math.softplus(raw_beta)
 
 
-class Radial(tfb.AutoCompositeTensorBijector):
+class Radial(CheckedInputs, tfb.AutoCompositeTensorBijector):
   r"""Radial flow `f(z) = z + beta * h(alpha, r) * (z - z0)`.
 
   The radial flow of Rezende & Mohamed (2015), "Variational Inference with
@@ -66,10 +71,36 @@ class Radial(tfb.AutoCompositeTensorBijector):
              z = z0 + (y - z0) (alpha + r) / (alpha + beta + r).
   ```
 
-  Every term under a logarithm is a sum of non-negative terms when
-  `alpha > 0, beta >= -alpha`, so the log-determinant is accurate up to the
-  singular point `r = 0, beta = -alpha`. The inverse log-det-Jacobian is
-  `-forward_log_det_jacobian(inverse(y))`.
+  With `h = 1 / (alpha + r)` the log-determinant is evaluated as
+
+  ```none
+  log|det J| = (D - 1) log((alpha + beta) h + r h)
+               + log(alpha h (alpha + beta) h + r h (1 + alpha h))
+  ```
+
+  where every term under a logarithm is a sum of non-negative terms, each
+  bounded when `beta <= 0`: it is accurate up to the singular point
+  `r = 0, beta = -alpha` and neither over- nor underflows for far inputs
+  or tiny `alpha`. Norms are rescaled (`r` of `x - z0 ~ 1e30` is finite in
+  float32) and the inverse's discriminant is a `hypot`. The inverse
+  log-det-Jacobian is `-forward_log_det_jacobian(inverse(y))`.
+
+  #### Bad input
+
+  As for `Planar`: static dtype and shape checks always (parameters
+  floating point, `z0` of rank >= 1, batch shapes that broadcast; inputs
+  of the flow's dtype with last dimension `D`), raising `TypeError` /
+  `ValueError` that name the argument. Constant `alpha`, `beta` (values known
+  when the flow is built) are checked against `alpha > 0, beta >= -alpha`
+  and for finiteness always. Run-time values are checked only with
+  `validate_args=True` (non-finite `z0`, `alpha`, `beta`, the constraints);
+  otherwise invalid parameters give non-finite outputs, as in TFP. A NaN or
+  inf input row gives a non-finite result in that row only.
+
+  In float32, outputs and gradients stay finite for `alpha` from `1e-8` to
+  `1e15`, `beta` from `-alpha` to `1e20`, and `||x - z0||` up to `1e30`,
+  except at the singular point itself (`x = z0` with `beta = -alpha`, where
+  `log|det J| = -inf`).
 
   #### Shapes
 
@@ -87,14 +118,17 @@ class Radial(tfb.AutoCompositeTensorBijector):
       alpha: Float `Tensor` or `tf.Variable` of shape `[...]`, `alpha > 0`.
       beta: Float `Tensor` or `tf.Variable` of shape `[...]`,
         `beta >= -alpha`.
-      validate_args: Python `bool`; if `True`, check `alpha > 0`,
-        `beta >= -alpha` and the event size of inputs at run time.
+      validate_args: Python `bool`; if `True`, check at run time that
+        `z0`, `alpha`, `beta` are finite, `alpha > 0`, `beta >= -alpha`,
+        and event sizes known only at run time.
       name: Python `str`, name given to ops managed by this object.
 
     Raises:
-      ValueError: if `z0` is a scalar, or if statically known `alpha` or
-        `beta` violate the constraints (always checked, not only with
-        `validate_args`).
+      ValueError: if `z0` is a scalar, if the static batch shapes of the
+        parameters do not broadcast, or if statically known `alpha` or
+        `beta` are not finite or violate the constraints (always checked,
+        not only with `validate_args`).
+      TypeError: if the parameters have different or non-float dtypes.
     """
     parameters = dict(locals())
     with tf.name_scope(name) as name:
@@ -105,10 +139,18 @@ class Radial(tfb.AutoCompositeTensorBijector):
           alpha, dtype=dtype, name="alpha")
       self._beta = tensor_util.convert_nonref_to_tensor(
           beta, dtype=dtype, name="beta")
+      check_float_params("Radial", dtype, z0=self._z0, alpha=self._alpha,
+                         beta=self._beta)
       if self._z0.shape.rank == 0:
         raise ValueError("Radial: `z0` must have shape [..., D]; got a scalar.")
+      static_batch_shape("Radial", z0=self._z0.shape[:-1],
+                         alpha=self._alpha.shape, beta=self._beta.shape)
       alpha_value = _static_value(self._alpha)
       beta_value = _static_value(self._beta)
+      for param_name, value in (("alpha", alpha_value), ("beta", beta_value)):
+        if value is not None and not np.all(np.isfinite(value)):
+          raise ValueError(
+              f"Radial: `{param_name}` must be finite; got {value}.")
       if alpha_value is not None and (alpha_value <= 0).any():
         raise ValueError(f"Radial: `alpha` must be > 0; got {alpha_value}.")
       if (alpha_value is not None and beta_value is not None
@@ -132,13 +174,33 @@ class Radial(tfb.AutoCompositeTensorBijector):
 
     `raw_alpha` and `raw_beta` may be `tf.Variable`s: `alpha` and `beta` are
     then `tfp.util.DeferredTensor`s recomputed from them at each use, so the
-    bijector keeps tracking (and training) the variables.
+    bijector keeps tracking (and training) the variables. Shapes: `z0`
+    `[..., D]`, `raw_alpha` and `raw_beta` `[...]`, broadcasting.
+
+    Raises:
+      TypeError: if the arguments have different or non-float dtypes.
+      ValueError: if their static batch shapes do not broadcast.
     """
-    alpha = tfp.util.DeferredTensor(raw_alpha, tf.math.softplus, name="alpha")
-    beta = tfp.util.DeferredTensor(
-        raw_beta,
-        lambda raw: tf.math.softplus(raw) - tf.math.softplus(raw_alpha),
-        name="beta")
+    with tf.name_scope(name):
+      dtype = dtype_util.common_dtype([z0, raw_alpha, raw_beta],
+                                      dtype_hint=tf.float32)
+      check_float_params("Radial.from_unconstrained", dtype, z0=z0,
+                         raw_alpha=raw_alpha, raw_beta=raw_beta)
+      raw_alpha = tensor_util.convert_nonref_to_tensor(
+          raw_alpha, dtype=dtype, name="raw_alpha")
+      raw_beta = tensor_util.convert_nonref_to_tensor(
+          raw_beta, dtype=dtype, name="raw_beta")
+      # beta depends on both raw values: its shape is their broadcast, not
+      # raw_beta's (DeferredTensor assumes the transform keeps the shape).
+      beta_shape = static_batch_shape(
+          "Radial.from_unconstrained", raw_alpha=raw_alpha.shape,
+          raw_beta=raw_beta.shape)
+      alpha = tfp.util.DeferredTensor(raw_alpha, tf.math.softplus,
+                                      name="alpha")
+      beta = tfp.util.DeferredTensor(
+          raw_beta,
+          lambda raw: tf.math.softplus(raw) - tf.math.softplus(raw_alpha),
+          shape=beta_shape, also_track=raw_alpha, name="beta")
     return cls(z0, alpha, beta, validate_args=validate_args, name=name)
 
   @classmethod
@@ -175,46 +237,60 @@ class Radial(tfb.AutoCompositeTensorBijector):
     beta = tf.convert_to_tensor(self.beta)
     return tf.convert_to_tensor(self.z0), alpha, alpha + beta
 
-  def _check_event_size(self, x):
+  def _check_input(self, x, arg_name):
+    # Under validate_args a mismatched event size is reported by the
+    # assertion below (an InvalidArgumentError, statically when it can be,
+    # as TFP's assertions do); otherwise by a ValueError here.
+    check_input_shape("Radial", x, arg_name, event_size=(
+        "z0", self._z0.shape), check_event_size=not self.validate_args,
+        batch_shape=static_batch_shape(
+            "Radial", z0=self._z0.shape[:-1], alpha=self._alpha.shape,
+            beta=self._beta.shape))
     if not self.validate_args:
       return x
     with tf.control_dependencies([assert_util.assert_equal(
         tf.shape(x)[-1], tf.shape(self.z0)[-1],
-        message="Radial: the input's last dimension must equal the size D "
-                "of `z0`.")]):
+        message=f"Radial: the last dimension of `{arg_name}` must equal the "
+                f"size D of `z0`.")]):
       return tf.identity(x)
 
   def _forward(self, x):
-    x = self._check_event_size(x)
+    x = self._check_input(x, "x")
     z0, alpha, alpha_plus_beta = self._params()
     delta = x - z0
-    r = _safe_norm(delta)
+    r = norm(delta)
+    # Divisions, not products with h = 1 / (alpha + r): the gradient of h
+    # is -h^2, which underflows (and meets an overflowing factor) for far x.
     scale = (alpha_plus_beta + r) / (alpha + r)
     return z0 + delta * scale[..., tf.newaxis]
 
   def _forward_log_det_jacobian(self, x):
-    x = self._check_event_size(x)
+    x = self._check_input(x, "x")
     z0, alpha, alpha_plus_beta = self._params()
-    r = _safe_norm(x - z0)
+    r = norm(x - z0)
     event_size = tf.cast(tf.shape(x)[-1], x.dtype)
-    log_alpha_plus_r = tf.math.log(alpha + r)
-    return ((event_size - 1.) * (tf.math.log(alpha_plus_beta + r)
-                                 - log_alpha_plus_r)
-            + tf.math.log(alpha * alpha_plus_beta + 2. * alpha * r + r * r)
-            - 2. * log_alpha_plus_r)
+    # alpha h, (alpha + beta) h and r h, as divisions (see _forward).
+    alpha_plus_r = alpha + r
+    alpha_h = alpha / alpha_plus_r
+    alpha_plus_beta_h = alpha_plus_beta / alpha_plus_r
+    r_h = r / alpha_plus_r
+    return ((event_size - 1.) * tf.math.log(alpha_plus_beta_h + r_h)
+            + tf.math.log(alpha_h * alpha_plus_beta_h + r_h * (1. + alpha_h)))
 
   def _inverse(self, y):
-    y = self._check_event_size(y)
+    y = self._check_input(y, "y")
     z0, alpha, alpha_plus_beta = self._params()
     delta = y - z0
-    rho = _safe_norm(delta)
+    rho = norm(delta)
     b_coef = alpha_plus_beta - rho
-    sqrt_disc = tf.sqrt(tf.square(b_coef) + 4. * alpha * rho)
+    # sqrt(B^2 + 4 alpha rho) as a hypot: B^2 overflows float32 for
+    # rho > 1e19.
+    sqrt_disc = _hypot(b_coef, 2. * tf.sqrt(alpha) * tf.sqrt(rho))
     # B + sqrt(...) > 0 unless rho == 0, where r == 0.
     denominator = b_coef + sqrt_disc
     safe_denominator = tf.where(denominator > 0., denominator, 1.)
     r = tf.where(b_coef >= 0.,
-                 2. * alpha * rho / safe_denominator,
+                 2. * alpha * (rho / safe_denominator),
                  0.5 * (sqrt_disc - b_coef))
     # alpha + beta + r == 0 only at y == z0 with beta == -alpha; map it to z0.
     scale_denominator = alpha_plus_beta + r
@@ -227,7 +303,12 @@ class Radial(tfb.AutoCompositeTensorBijector):
   def _parameter_control_dependencies(self, is_init):
     if not self.validate_args:
       return []
-    assertions = []
+    # Finiteness first (eager assertions raise as they are made), so a NaN
+    # is reported as such, not as alpha <= 0.
+    assertions = [
+        assert_finite("Radial", param_name, getattr(self, param_name))
+        for param_name in ("z0", "alpha", "beta")
+        if is_init != tensor_util.is_ref(getattr(self, param_name))]
     if is_init != tensor_util.is_ref(self.alpha):
       assertions.append(assert_util.assert_positive(
           self.alpha, message="Radial: `alpha` must be > 0."))
@@ -246,8 +327,11 @@ def _static_value(param):
   return tf.get_static_value(param)
 
 
-def _safe_norm(x):
-  """Euclidean norm over the last axis with a finite gradient at 0."""
-  sq = tf.reduce_sum(tf.square(x), axis=-1)
-  positive = sq > 0.
-  return tf.where(positive, tf.sqrt(tf.where(positive, sq, 1.)), 0.)
+def _hypot(a, b):
+  """sqrt(a^2 + b^2) without overflow; finite gradient at (0, 0)."""
+  scale = tf.maximum(tf.abs(a), tf.abs(b))
+  positive = scale > 0.
+  safe_scale = tf.where(positive, scale, 1.)
+  sum_sq = tf.square(a / safe_scale) + tf.square(b / safe_scale)
+  return tf.where(positive,
+                  safe_scale * tf.sqrt(tf.where(positive, sum_sq, 1.)), 0.)
