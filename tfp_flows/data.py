@@ -16,6 +16,8 @@ import urllib.parse
 import numpy as np
 import tensorflow as tf
 
+from tfp_flows.validation import positive_int
+
 __all__ = ["DataError", "read_idx", "find_mnist_idx_files", "load_mnist_idx",
            "load_mnist_tfds", "load_mnist", "load_binarized_mnist",
            "BINARIZED_MNIST_FILES", "image_dataset"]
@@ -96,7 +98,21 @@ def _read_images(path):
     raise DataError(
         f"{path}: expected uint8 images of shape [N, H, W]; got "
         f"{images.dtype} of shape {images.shape}.")
+  if images.size == 0:
+    raise DataError(f"{path}: holds no images (shape {images.shape}).")
   return images[..., np.newaxis]
+
+
+def _concatenate(images_by_path):
+  """One array from several files' images, which must share `H, W`."""
+  shapes = {str(path): images.shape[1:3]
+            for path, images in images_by_path.items()}
+  if len(set(shapes.values())) > 1:
+    raise DataError(
+        "MNIST IDX files hold images of different sizes (H, W): "
+        + ", ".join(f"{path}: {shape}" for path, shape in shapes.items())
+        + ".")
+  return np.concatenate(list(images_by_path.values()))
 
 
 def load_mnist_idx(data_dir, validation_size=1000, test_size=1000, seed=0):
@@ -114,12 +130,13 @@ def load_mnist_idx(data_dir, validation_size=1000, test_size=1000, seed=0):
   if "train-" in pairs and "t10k-" in pairs:
     train = _read_images(pairs["train-"][0])
     test = _read_images(pairs["t10k-"][0])
+    _concatenate({pairs["train-"][0]: train[:1], pairs["t10k-"][0]: test[:1]})
     if not 0 <= validation_size < len(train):
       raise DataError(f"validation_size must be in [0, {len(train)}); got "
                       f"{validation_size}.")
     cut = len(train) - validation_size
     return {"train": train[:cut], "validation": train[cut:], "test": test}
-  images = np.concatenate([_read_images(p) for p, _ in pairs.values()])
+  images = _concatenate({p: _read_images(p) for p, _ in pairs.values()})
   if validation_size < 0 or test_size < 0 or (
       validation_size + test_size >= len(images)):
     raise DataError(
@@ -250,7 +267,38 @@ def load_binarized_mnist(manual_dir=None, data_dir=None):
 
 
 def image_dataset(images, batch_size, shuffle=False, seed=0, repeat=False):
-  """A `tf.data` pipeline of image batches: shuffle, batch, prefetch."""
+  """A `tf.data` pipeline of image batches: shuffle, batch, prefetch.
+
+  Args:
+    images: array or tensor `[N, ...]` (e.g. `[N, H, W, C]`), `N >= 1`.
+    batch_size: int >= 1. With `shuffle=True` the last partial batch is
+      dropped (every training step sees a full batch), so without `repeat`
+      it must be at most `N`.
+    shuffle: shuffle (reshuffled each epoch) with a buffer of
+      `min(N, 10000)`.
+    seed: the shuffle's seed.
+    repeat: repeat indefinitely.
+
+  Raises:
+    DataError: `images` is empty, has rank < 2, or is smaller than one
+      batch when shuffling without repeating.
+    TypeError, ValueError: `batch_size` is not an int >= 1.
+  """
+  batch_size = positive_int(batch_size, "batch_size", "image_dataset")
+  shape = tf.TensorShape(images.shape if hasattr(images, "shape")
+                         else np.shape(images))
+  if shape.rank is not None and shape.rank < 2:
+    raise DataError(f"image_dataset: images must have shape [N, ...] (e.g. "
+                    f"[N, H, W, C]); got shape {shape}.")
+  num_images = tf.compat.dimension_value(shape[0]) if shape.rank else None
+  if num_images == 0:
+    raise DataError(f"image_dataset: images is empty (shape {shape}).")
+  if (shuffle and not repeat and num_images is not None
+      and batch_size > num_images):
+    raise DataError(
+        f"image_dataset: batch_size {batch_size} exceeds the {num_images} "
+        f"images; with shuffle=True the partial last batch is dropped, so "
+        f"there would be no batch at all.")
   dataset = tf.data.Dataset.from_tensor_slices(images)
   if shuffle:
     dataset = dataset.shuffle(min(len(images), 10_000), seed=seed,
