@@ -118,11 +118,17 @@ def test_flow_vae_rejects_non_numeric_pixels(vae):
     vae.elbo(np.full((1, 8, 8, 1), "1"))
 
 
+def test_flow_vae_takes_bool_images(vae):
+  images = np.random.default_rng(5).uniform(size=(3, 8, 8, 1)) < 0.3
+  np.testing.assert_array_equal(vae.elbo(images).numpy(),
+                                vae.elbo(images.astype(np.uint8)).numpy())
+
+
 def test_flow_vae_empty_batch_and_batch_of_one(vae):
   assert vae.elbo(np.zeros((0, 8, 8, 1), np.uint8)).shape == (0,)
   one = vae.elbo(np.ones((1, 8, 8, 1), np.uint8)).numpy()
   assert one.shape == (1,) and np.isfinite(one).all()
-  mean, latents = vae.encode(np.ones((1, 8, 8, 1), bool).astype(np.uint8))
+  mean, latents = vae.encode(np.ones((1, 8, 8, 1), np.uint8))
   assert mean.shape == latents.shape == (1, 2)
 
 

@@ -153,9 +153,10 @@ class FlowVAE(keras.Model):
       raise ValueError(
           f"FlowVAE: images must have shape [N, {', '.join(map(str, self.image_shape))}]"
           f"; got {images.shape}.")
-    if not (images.dtype.is_integer or images.dtype.is_floating):
-      raise TypeError(f"FlowVAE: images must be integer or float 0/1 values; "
-                      f"got dtype {images.dtype.name}.")
+    if not (images.dtype.is_integer or images.dtype.is_floating or
+            images.dtype == tf.bool):
+      raise TypeError(f"FlowVAE: images must be bool, or integer or float 0/1 "
+                      f"values; got dtype {images.dtype.name}.")
     images = tf.cast(images, tf.float32)
     binary = tf.equal(images, 0.) | tf.equal(images, 1.)
     return check_values(
