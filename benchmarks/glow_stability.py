@@ -10,6 +10,7 @@ ended finite, the largest per-batch loss, and validation bits/dim. Writes
 the per-step bits/dim curve to --out-dir.
 
     python benchmarks/glow_stability.py --steps 2000
+    python benchmarks/glow_stability.py --global-clipnorm 100 --name clipped
 
 The last line is JSON.
 """
@@ -62,6 +63,12 @@ def main():
   parser.add_argument("--steps", type=positive_int, default=2000)
   parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
   parser.add_argument("--batch-size", type=positive_int, default=64)
+  parser.add_argument("--optimizer", choices=("adam", "adamax"),
+                      default="adam")
+  parser.add_argument("--global-clipnorm", type=positive_float, default=None,
+                      help="clip each step's gradient to this global norm")
+  parser.add_argument("--name", default="glow_stability",
+                      help="file name of the curve in --out-dir")
   parser.add_argument("--data-dir", type=pathlib.Path, default=SHARED_MNIST)
   parser.add_argument("--out-dir", type=pathlib.Path,
                       default=pathlib.Path("outputs/glow_stability"))
@@ -74,7 +81,10 @@ def main():
   keras.utils.set_random_seed(0)
   model = GlowModel(image_shape=(28, 28, 1), num_levels=2, num_steps=8,
                     hidden_channels=64)
-  model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+  optimizer = {"adam": keras.optimizers.Adam,
+               "adamax": keras.optimizers.Adamax}[args.optimizer]
+  model.compile(optimizer=optimizer(args.learning_rate,
+                                    global_clipnorm=args.global_clipnorm))
   steps_per_epoch = len(splits["train"]) // args.batch_size
   epochs = math.ceil(args.steps / steps_per_epoch)
   log = BatchLog()
@@ -82,8 +92,7 @@ def main():
   model.fit(data.image_dataset(splits["train"], args.batch_size, shuffle=True,
                                repeat=True),
             steps_per_epoch=steps_per_epoch, epochs=epochs,
-            callbacks=[log, keras.callbacks.ProgbarLogger()],
-            non_finite="skip", verbose=1)
+            callbacks=[log], non_finite="skip", verbose=2)
   seconds = time.perf_counter() - start
   validation = model.evaluate(data.image_dataset(splits["validation"], 250),
                               return_dict=True, verbose=0)
@@ -96,6 +105,8 @@ def main():
       "skipped_non_finite_steps": int(model.skipped_steps.numpy()),
       "all_weights_finite": bool(finite_weights),
       "learning_rate": args.learning_rate,
+      "optimizer": args.optimizer,
+      "global_clipnorm": args.global_clipnorm,
       "batch_size": args.batch_size,
       "max_step_bits_per_dim_after_100": float(np.max(curve[100:]))
       if len(curve) > 100 else None,
@@ -110,9 +121,13 @@ def main():
   ax.set_ylabel("train bits/dim (per step)")
   ax.set_ylim(min(curve.min(), 1.5), min(curve.max(), 6.))
   ax.grid(alpha=0.3)
-  ax.set_title(f"Glow, Adam({args.learning_rate:g}), batch {args.batch_size}: "
-               f"{report['skipped_non_finite_steps']} non-finite steps")
-  plotting.save_figure(fig, args.out_dir / "glow_stability.png")
+  clip = (f", clipnorm {args.global_clipnorm:g}" if args.global_clipnorm
+          else "")
+  ax.set_title(f"Glow, {args.optimizer}({args.learning_rate:g}){clip}, batch "
+               f"{args.batch_size}: "
+               f"{report['skipped_non_finite_steps']} non-finite steps",
+               fontsize=9)
+  plotting.save_figure(fig, args.out_dir / f"{args.name}.png")
   print(json.dumps(report))
 
 

@@ -33,9 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfp_flows import data, distribute, plotting  # noqa: E402
-from tfp_flows.callbacks import (NON_FINITE_POLICIES,  # noqa: E402
-                                 NonFiniteLossError,
+from tfp_flows import cli, data, distribute, plotting  # noqa: E402
+from tfp_flows.callbacks import (NonFiniteLossError,  # noqa: E402
                                  ReconstructionGridCallback, save_vae_grids)
 from tfp_flows.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
@@ -79,18 +78,7 @@ def parse_args(argv=None):
                       help="test digits to score by importance sampling; "
                            "0: all")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--strategy", choices=distribute.STRATEGIES,
-                      default="default",
-                      help="tf.distribute strategy (multi_worker reads "
-                           "TF_CONFIG)")
-  parser.add_argument("--cpu-replicas", type=positive_int, default=None,
-                      help="with --strategy mirrored and no GPU: split the "
-                           "CPU into this many replicas")
-  parser.add_argument("--non-finite", choices=NON_FINITE_POLICIES,
-                      default="stop",
-                      help="after a step with a non-finite loss (never "
-                           "applied): stop, keeping the last checkpoint, or "
-                           "skip it and go on")
+  cli.add_training_flags(parser)
   parser.add_argument("--output-dir", type=pathlib.Path, default=None)
   parser.add_argument("--export-dir", type=pathlib.Path, default=None)
   args = parser.parse_args(argv)

@@ -3,7 +3,6 @@ process that cannot import tfp_flows, TensorFlow Probability or Keras,
 every signature called and matched against the model in this process."""
 
 import json
-import pathlib
 import subprocess
 import sys
 import textwrap

@@ -25,6 +25,18 @@ def test_data_dir_without_mnist_stops_with_a_message(tmp_path):
   assert "Traceback" not in result.stderr
 
 
+def test_corrupt_data_file_is_named_without_a_traceback(tmp_path):
+  import gzip
+  # A header promising 100 digits, followed by 10 bytes of them.
+  with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as f:
+    f.write(bytes([0, 0, 8, 3]) + (100).to_bytes(4, "big")
+            + (28).to_bytes(4, "big") * 2 + bytes(10))
+  (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+  result = _run(["--data-dir", str(tmp_path)], cwd=tmp_path, timeout=120)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "idx3-ubyte" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_offline_without_data_names_data_dir(tmp_path):
   # An empty TFDS folder and no network: TFDS would retry for minutes.
   result = _run([], cwd=tmp_path, timeout=120,

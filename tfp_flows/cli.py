@@ -3,7 +3,8 @@ time with a message naming the flag, not deep inside training."""
 
 import argparse
 
-__all__ = ["positive_int", "non_negative_int", "positive_float"]
+__all__ = ["add_training_flags", "positive_int", "non_negative_int",
+           "positive_float", "non_negative_float"]
 
 
 def positive_int(text):
@@ -25,3 +26,30 @@ def positive_float(text):
   if not value > 0:
     raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
   return value
+
+
+def non_negative_float(text):
+  value = float(text)
+  if not value >= 0:
+    raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+  return value
+
+
+def add_training_flags(parser):
+  """The training examples' flags for distribution and non-finite steps:
+  --strategy, --cpu-replicas, --non-finite."""
+  from tfp_flows import distribute  # noqa: imports TensorFlow
+  from tfp_flows.callbacks import NON_FINITE_POLICIES
+
+  parser.add_argument("--strategy", choices=distribute.STRATEGIES,
+                      default="default",
+                      help="tf.distribute strategy (multi_worker reads "
+                           "TF_CONFIG)")
+  parser.add_argument("--cpu-replicas", type=positive_int, default=None,
+                      help="with --strategy mirrored and no GPU: split the "
+                           "CPU into this many replicas")
+  parser.add_argument("--non-finite", choices=NON_FINITE_POLICIES,
+                      default="stop",
+                      help="after a step with a non-finite loss (never "
+                           "applied): stop, keeping the last checkpoint, or "
+                           "skip it and go on")

@@ -82,7 +82,10 @@ def minimize(model, tape, loss):
   def skip():
     model.skipped_steps.assign_add(1)
 
-  if replicas == 1 or tf.__internal__.distribute.strategy_supports_no_merge_call():
+  # Under any strategy but the default one (even with a single replica),
+  # `apply_gradients` may synchronize through `merge_call`.
+  if (not tf.distribute.has_strategy() or
+      tf.__internal__.distribute.strategy_supports_no_merge_call()):
     tf.cond(finite, lambda: apply(gradients), skip)
   else:
     # The optimizer's update calls `merge_call`, which a `cond` branch in a
