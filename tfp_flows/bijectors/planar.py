@@ -18,7 +18,7 @@ from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
 
 tfb = tfp.bijectors
 
-__all__ = ["Planar"]
+__all__ = ["Planar", "planar_constrained_params", "planar_step"]
 
 
 class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
@@ -203,36 +203,9 @@ class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
     return self._constrained_params()[0]
 
   def _constrained_params(self):
-    """Returns `u_hat`, `w`, `b` and `log(1 + w^T u_hat) = log softplus(w^T u)`.
-
-    The last is kept in log space: `softplus(w^T u)` underflows in float32
-    for `w^T u < -88`, and `log|det J|` on the hyperplane `h = 0` equals it.
-    """
-    u = tf.convert_to_tensor(self.u)
-    w = tf.convert_to_tensor(self.w)
-    b = tf.convert_to_tensor(self.b)
-    w_dot_u = tf.reduce_sum(w * u, axis=-1)
-    w_norm_sq = tf.reduce_sum(tf.square(w), axis=-1)
-    # w == 0 exactly makes the flow a translation by u tanh(b) (w^T u_hat = 0,
-    # not m(0)); the guard keeps 0/0 out of u_hat and its gradient. (So does
-    # ||w||^2 underflowing to 0, below ||w|| ~ 1e-19 in float32.)
-    nonzero_w = w_norm_sq > 0.
-    safe_w_norm_sq = tf.where(nonzero_w, w_norm_sq, 1.)
-    # m(x) - x = softplus(-x) - 1: no cancellation for large w^T u.
-    correction = tf.math.softplus(-w_dot_u) - 1.
-    shift = (correction / safe_w_norm_sq)[..., tf.newaxis] * w
-    # The same shift as (w / ||w||) / ||w|| with a rescaled norm, for the
-    # gradient only: that of correction / ||w||^2 is formed as
-    # correction / ||w||^4, which overflows float32 for ||w|| < 1e-10 although
-    # the gradient itself (~ ||w||^-2) does not. The value stays exactly the
-    # one above (g - stop_gradient(g) == 0).
-    safe_w_norm = tf.where(nonzero_w, norm(w), 1.)[..., tf.newaxis]
-    shift_for_gradient = correction[..., tf.newaxis] * (
-        w / safe_w_norm) / safe_w_norm
-    u_hat = (u + tf.stop_gradient(shift)) + (
-        shift_for_gradient - tf.stop_gradient(shift_for_gradient))
-    log_one_plus_c = tf.where(nonzero_w, _log_softplus(w_dot_u), 0.)
-    return u_hat, w, b, log_one_plus_c
+    """Returns `u_hat`, `w`, `b` and `log(1 + w^T u_hat)`; see
+    `planar_constrained_params`."""
+    return planar_constrained_params(self.u, self.w, self.b)
 
   def _forward(self, x):
     x = self._check_input(x, "x")
@@ -286,6 +259,54 @@ class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
       if is_init != tensor_util.is_ref(param):
         assertions.append(assert_finite("Planar", param_name, param))
     return assertions
+
+
+def planar_constrained_params(u, w, b):
+  """`u_hat`, `w`, `b` and `log(1 + w^T u_hat) = log softplus(w^T u)`.
+
+  Elementwise in the batch dimensions of `u, w` `[..., D]` and `b` `[...]`,
+  so the parameters of `K` flow steps stacked as `[..., K, D]` are
+  constrained in one set of ops (what `layers.flows.flow_forward_and_log_det`
+  does; a chain of `Planar` bijectors would repeat them per step and per
+  method).
+
+  `log(1 + w^T u_hat)` is kept in log space: `softplus(w^T u)` underflows in
+  float32 for `w^T u < -88`, and `log|det J|` on the hyperplane `h = 0`
+  equals it.
+  """
+  u = tf.convert_to_tensor(u)
+  w = tf.convert_to_tensor(w)
+  b = tf.convert_to_tensor(b)
+  w_dot_u = tf.reduce_sum(w * u, axis=-1)
+  w_norm_sq = tf.reduce_sum(tf.square(w), axis=-1)
+  # w == 0 exactly makes the flow a translation by u tanh(b) (w^T u_hat = 0,
+  # not m(0)); the guard keeps 0/0 out of u_hat and its gradient. (So does
+  # ||w||^2 underflowing to 0, below ||w|| ~ 1e-19 in float32.)
+  nonzero_w = w_norm_sq > 0.
+  safe_w_norm_sq = tf.where(nonzero_w, w_norm_sq, 1.)
+  # m(x) - x = softplus(-x) - 1: no cancellation for large w^T u.
+  correction = tf.math.softplus(-w_dot_u) - 1.
+  shift = (correction / safe_w_norm_sq)[..., tf.newaxis] * w
+  # The same shift as (w / ||w||) / ||w|| with a rescaled norm, for the
+  # gradient only: that of correction / ||w||^2 is formed as
+  # correction / ||w||^4, which overflows float32 for ||w|| < 1e-10 although
+  # the gradient itself (~ ||w||^-2) does not. The value stays exactly the
+  # one above (g - stop_gradient(g) == 0).
+  safe_w_norm = tf.where(nonzero_w, norm(w), 1.)[..., tf.newaxis]
+  shift_for_gradient = correction[..., tf.newaxis] * (
+      w / safe_w_norm) / safe_w_norm
+  u_hat = (u + tf.stop_gradient(shift)) + (
+      shift_for_gradient - tf.stop_gradient(shift_for_gradient))
+  log_one_plus_c = tf.where(nonzero_w, _log_softplus(w_dot_u), 0.)
+  return u_hat, w, b, log_one_plus_c
+
+
+def planar_step(x, u_hat, w, b, log_one_plus_c):
+  """One planar step from constrained parameters: `y = x + u_hat tanh(h)`,
+  `h = w^T x + b`, and `log|det J| = log(1 + w^T u_hat sech^2 h)`."""
+  h = tf.reduce_sum(w * x, axis=-1) + b
+  return (x + u_hat * tf.tanh(h)[..., tf.newaxis],
+          _log_phi_prime(h, log_one_plus_c))
 
 
 def _log_softplus(x):

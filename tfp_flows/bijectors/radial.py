@@ -17,7 +17,7 @@ from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
 
 tfb = tfp.bijectors
 
-__all__ = ["Radial", "radial_params_from_unconstrained"]
+__all__ = ["Radial", "radial_params_from_unconstrained", "radial_step"]
 
 
 def radial_params_from_unconstrained(raw_alpha, raw_beta):
@@ -256,26 +256,11 @@ class Radial(CheckedInputs, tfb.AutoCompositeTensorBijector):
 
   def _forward(self, x):
     x = self._check_input(x, "x")
-    z0, alpha, alpha_plus_beta = self._params()
-    delta = x - z0
-    r = norm(delta)
-    # Divisions, not products with h = 1 / (alpha + r): the gradient of h
-    # is -h^2, which underflows (and meets an overflowing factor) for far x.
-    scale = (alpha_plus_beta + r) / (alpha + r)
-    return z0 + delta * scale[..., tf.newaxis]
+    return radial_step(x, *self._params())[0]
 
   def _forward_log_det_jacobian(self, x):
     x = self._check_input(x, "x")
-    z0, alpha, alpha_plus_beta = self._params()
-    r = norm(x - z0)
-    event_size = tf.cast(tf.shape(x)[-1], x.dtype)
-    # alpha h, (alpha + beta) h and r h, as divisions (see _forward).
-    alpha_plus_r = alpha + r
-    alpha_h = alpha / alpha_plus_r
-    alpha_plus_beta_h = alpha_plus_beta / alpha_plus_r
-    r_h = r / alpha_plus_r
-    return ((event_size - 1.) * tf.math.log(alpha_plus_beta_h + r_h)
-            + tf.math.log(alpha_h * alpha_plus_beta_h + r_h * (1. + alpha_h)))
+    return radial_step(x, *self._params())[1]
 
   def _inverse(self, y):
     y = self._check_input(y, "y")
@@ -318,6 +303,28 @@ class Radial(CheckedInputs, tfb.AutoCompositeTensorBijector):
           self.beta, -tf.convert_to_tensor(self.alpha),
           message="Radial: `beta` must be >= -alpha."))
     return assertions
+
+
+def radial_step(x, z0, alpha, alpha_plus_beta):
+  """One radial step: `y = z0 + (x - z0) (alpha + beta + r) / (alpha + r)`,
+  `r = ||x - z0||`, and its `log|det J|` (formulas in `Radial`'s
+  docstring). Elementwise in the batch dimensions, like
+  `planar.planar_step`; in a `tf.function` the unused output costs nothing.
+  """
+  delta = x - z0
+  r = norm(delta)
+  # Divisions, not products with h = 1 / (alpha + r): the gradient of h
+  # is -h^2, which underflows (and meets an overflowing factor) for far x.
+  alpha_plus_r = alpha + r
+  y = z0 + delta * ((alpha_plus_beta + r) / alpha_plus_r)[..., tf.newaxis]
+  event_size = tf.cast(tf.shape(x)[-1], x.dtype)
+  # alpha h, (alpha + beta) h and r h, as divisions.
+  alpha_h = alpha / alpha_plus_r
+  alpha_plus_beta_h = alpha_plus_beta / alpha_plus_r
+  r_h = r / alpha_plus_r
+  log_det = ((event_size - 1.) * tf.math.log(alpha_plus_beta_h + r_h)
+             + tf.math.log(alpha_h * alpha_plus_beta_h + r_h * (1. + alpha_h)))
+  return y, log_det
 
 
 def _static_value(param):

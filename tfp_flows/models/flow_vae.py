@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
-                                    flow_param_size, forward_and_log_det)
+                                    flow_forward_and_log_det, flow_param_size)
 from tfp_flows.models.common import (HALF_LOG_2PI, add_skipped_steps,
                                      annealed_beta, check_values,
                                      checked_latents, diagonal_normal_sample,
@@ -206,8 +206,15 @@ class FlowVAE(keras.Model):
   def _sample_posterior(self, loc, log_scale, flow_params, noise):
     """`z_K` and `log q_K(z_K | x)` for standard-normal `noise` `[..., N, D]`."""
     z0, log_q0 = diagonal_normal_sample(loc, log_scale, noise)
-    z, log_det = forward_and_log_det(self.flow_bijectors(flow_params), z0)
+    z, log_det = self._flow_forward(flow_params, z0)
     return z, log_q0 - log_det
+
+  def _flow_forward(self, flow_params, z):
+    """The flow applied to `z` and its summed log-det (the chain of
+    `flow_bijectors`, computed by `flow_forward_and_log_det`)."""
+    if flow_params is None:
+      return z, tf.zeros(tf.shape(z)[:-1], z.dtype)
+    return flow_forward_and_log_det(self.flow, flow_params, self.latent_dim, z)
 
   # The generative model ----------------------------------------------------
 
@@ -332,8 +339,7 @@ class FlowVAE(keras.Model):
     """`(mean, latents)` `[N, D]`: the flow applied to the mean of `q_0`, and
     one sample of `z_K ~ q_K(z | x)` (stateless in `seed`)."""
     loc, log_scale, flow_params = self.posterior_parameters(images)
-    steps = self.flow_bijectors(flow_params)
-    mean, _ = forward_and_log_det(steps, loc)
+    mean, _ = self._flow_forward(flow_params, loc)
     noise = tf.random.stateless_normal(tf.shape(loc), seed=[seed, 2])
     latents, _ = self._sample_posterior(loc, log_scale, flow_params, noise)
     return mean, latents
