@@ -94,3 +94,57 @@ def test_energy_model_weights_are_tracked_and_saved(tmp_path):
   restored = keras.models.load_model(path)
   z = tf.constant([[0.5, -0.3], [2., 1.]])
   np.testing.assert_array_equal(model.log_prob(z), restored.log_prob(z))
+
+
+def test_box_wall_is_zero_inside_the_strip_and_gaussian_outside():
+  z = tf.constant([[-4., 3.], [3.9, -2.], [4.2, 0.], [-4.6, 1.]], tf.float64)
+  wall = energies.box_wall(z, 4.)
+  np.testing.assert_allclose(
+      wall, [0., 0., 0.5 * (0.2 / 0.2) ** 2, 0.5 * (0.6 / 0.2) ** 2],
+      rtol=1e-12)
+  boxed = energies.energy("U3", box=4.)
+  np.testing.assert_allclose(boxed(z), energies.u3(z) + wall, rtol=1e-12)
+
+
+def test_boxed_u2_normalizer_matches_its_closed_form():
+  """exp(-U2) is a N(w1, 0.4^2) profile in z2 for every z1, so Z is
+  sqrt(2 pi) 0.4 times the z1-length of the box: 8 plus 2 half-Gaussian
+  walls of scale 0.2."""
+  gaussian = math.sqrt(2. * math.pi)
+  z = gaussian * 0.4 * (8. + 2. * 0.2 * gaussian / 2.)
+  np.testing.assert_allclose(energies.log_normalizer("U2", box=4.),
+                             math.log(z), rtol=1e-9)
+
+
+def test_u1_normalizer_is_unchanged_by_the_box():
+  np.testing.assert_allclose(energies.log_normalizer("U1", box=4.),
+                             energies.log_normalizer("U1"), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["U2", "U3", "U4"])
+def test_unboxed_u2_to_u4_have_no_normalizer(name):
+  with pytest.raises(ValueError, match="infinite mass.*box"):
+    energies.log_normalizer(name)
+
+
+@pytest.mark.parametrize("box", [0., -1.])
+def test_box_must_be_positive(box):
+  with pytest.raises(ValueError, match="box must be a positive half width"):
+    energies.energy("U2", box=box)
+
+
+def test_boxed_fit_stays_in_the_box_and_its_kl_is_non_negative():
+  """The unboxed U2 fit drifts along z1 (infinite mass); boxed, F + log Z is
+  a KL: >= 0, and most of q_K stays in the strip."""
+  model = EnergyFlowModel("U2", "planar", 4, batch_size=200,
+                          annealing_steps=0, seed=1, box=4.)
+  model.compile(optimizer=keras.optimizers.Adam(1e-2))
+  dummy = tf.data.Dataset.from_tensors(0.).repeat()
+  model.fit(dummy, steps_per_epoch=400, epochs=1, verbose=0)
+  free_energy, stderr = model.free_energy(num_samples=20000)
+  kl = free_energy + energies.log_normalizer("U2", box=4.)
+  assert -4. * stderr < kl < 2., kl
+  noise = tf.random.stateless_normal([20000, 2], seed=[5, 0])
+  z, _ = model.sample_and_log_prob(noise)
+  assert np.mean(np.abs(z[:, 0]) <= 4.5) > 0.9
+  assert keras.models.clone_model(model).box == 4.

@@ -34,13 +34,18 @@ class EnergyFlowModel(keras.Model):
   `steps_per_epoch`; each step draws its own samples.
 
   Metrics: `free_energy` (at `beta = 1`), `loss` (at `beta_t`), `beta`.
+
+  `box`: fit `energies.energy(energy_name, box)`, the target restricted to
+  `|z1| <= box` (needed for `U2`-`U4` to be densities; see
+  `tfp_flows.energies`). `None` fits the formula as written.
   """
 
   def __init__(self, energy_name="U1", flow="planar", num_flows=8,
                batch_size=100, initial_beta=0.01, annealing_steps=10_000,
-               seed=0, **kwargs):
+               seed=0, box=None, **kwargs):
     super().__init__(**kwargs)
-    self.energy_fn = energy(energy_name)
+    self.energy_fn = energy(energy_name, box)
+    self.box = None if box is None else float(box)
     if flow not in FLOW_TYPES:
       raise ValueError(f"EnergyFlowModel: flow must be one of {FLOW_TYPES}; "
                        f"got {flow!r}.")
@@ -69,7 +74,8 @@ class EnergyFlowModel(keras.Model):
     return {**super().get_config(), "energy_name": self.energy_name,
             "flow": self.flow, "num_flows": self.num_flows,
             "batch_size": self.batch_size, "initial_beta": self.initial_beta,
-            "annealing_steps": self.annealing_steps, "seed": self.seed}
+            "annealing_steps": self.annealing_steps, "seed": self.seed,
+            "box": self.box}
 
   @property
   def metrics(self):
