@@ -10,6 +10,10 @@ Runs that already finished are not retrained (train_flow_vae.py resumes from
 its checkpoint and stops at --epochs), so rerunning only redoes evaluation;
 --report-only just reads the metrics.json files. Also draws the validation
 ELBO of every run per epoch (--curves, default docs/images/flow_vae_curves.png).
+
+Curves and training times come from each run's TensorBoard logs, which
+every process of a resumed run appends to, so they cover the whole run; a
+run's `metrics.json` holds only its last process's history.
 """
 
 import argparse
@@ -22,6 +26,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = [("none", 0), ("planar", 10), ("radial", 10), ("planar", 40)]
@@ -29,6 +34,34 @@ CONFIGS = [("none", 0), ("planar", 10), ("radial", 10), ("planar", 40)]
 
 def run_name(flow, num_flows):
   return f"flow_vae_{flow}" + (f"_{num_flows}" if flow != "none" else "")
+
+
+def _events(path):
+  for record in tf.data.TFRecordDataset(str(path)):
+    yield tf.compat.v1.Event.FromString(record.numpy())
+
+
+def logged_history(output_dir):
+  """`(validation ELBO per epoch, training seconds)` of a run, from its
+  TensorBoard logs, over every process that trained it.
+
+  An epoch logged twice (a run killed after logging it but before its
+  checkpoint, then resumed) keeps the later value. The training time sums,
+  per process, the span from its event file's creation to its last training
+  event, so the gaps between a kill and a resume are not counted.
+  """
+  curve = {}
+  for path in sorted((output_dir / "logs" / "validation").glob("events.*")):
+    for event in _events(path):
+      for value in event.summary.value:
+        if value.tag == "epoch_elbo":
+          curve[event.step] = float(tf.make_ndarray(value.tensor))
+  seconds = 0.
+  for path in sorted((output_dir / "logs" / "train").glob("events.*")):
+    created = float(path.name.split(".")[3])
+    wall_times = [event.wall_time for event in _events(path)]
+    seconds += max(wall_times, default=created) - created
+  return [curve[step] for step in sorted(curve)], seconds
 
 
 def main():
@@ -62,6 +95,7 @@ def main():
       print(" ".join(command), flush=True)
       subprocess.run(command, check=True)
     metrics = json.loads((output_dir / "metrics.json").read_text())
+    metrics["val_elbo"], metrics["train_seconds"] = logged_history(output_dir)
     rows.append((flow, num_flows, metrics))
   print("\n| posterior | K | test −log p(x) (nats) | test −ELBO (nats) | "
         "epochs (steps) | train time |")
@@ -71,18 +105,17 @@ def main():
           f"{num_flows or '–'} | {m['test_negative_log_likelihood']:.2f} ± "
           f"{m['test_negative_log_likelihood_stderr']:.2f} | "
           f"{m['test_negative_elbo']:.2f} | {m['epochs']} ({m['steps']}) | "
-          + (f"{m['train_seconds_this_run'] / 60:.1f} min |"
-             if m["history"] else "resumed: not in this run |"))
+          f"{m['train_seconds'] / 60:.1f} min |")
   fig, ax = plt.subplots(figsize=(6, 3.8))
-  plotted = [(f, k, m) for f, k, m in rows if m["history"].get("val_elbo")]
+  plotted = [(f, k, m) for f, k, m in rows if m["val_elbo"]]
   for flow, num_flows, m in plotted:
-    curve = m["history"]["val_elbo"]
+    curve = m["val_elbo"]
     label = "diagonal" if flow == "none" else f"{flow} K={num_flows}"
     ax.plot(range(1, len(curve) + 1), [-v for v in curve], label=label)
   ax.set_xlabel("epoch")
   ax.set_ylabel("validation −ELBO (nats)")
-  ax.set_ylim(top=min(-m["history"]["val_elbo"][min(9, len(
-      m["history"]["val_elbo"]) - 1)] for _, _, m in plotted))
+  ax.set_ylim(top=min(-m["val_elbo"][min(9, len(m["val_elbo"]) - 1)]
+                      for _, _, m in plotted))
   ax.grid(alpha=0.3)
   ax.legend()
   args.curves.parent.mkdir(parents=True, exist_ok=True)
