@@ -3,6 +3,7 @@ MLP 784-400-400, batch 100, float32, through `model.fit`.
 
     python benchmarks/bench_flow_vae.py              # binarized MNIST digits
     python benchmarks/bench_flow_vae.py --rounds 9
+    python benchmarks/bench_flow_vae.py --jit-compile off   # no XLA
 
 Each round is one `fit` epoch of --steps steps over data already in memory;
 the first (tracing, warm-up) round is excluded. Prints images/second per
@@ -35,8 +36,11 @@ def main():
   parser.add_argument("--batch-size", type=int, default=100)
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--rounds", type=int, default=7)
-  parser.add_argument("--jit-compile", action="store_true",
-                      help="XLA; measured no gain over graph mode on a 2-core CPU")
+  parser.add_argument("--jit-compile", choices=("auto", "on", "off"),
+                      default="auto",
+                      help="FlowVAE.compile's jit_compile: XLA for the "
+                           "step's arithmetic (auto: on without a "
+                           "distribution strategy)")
   args = parser.parse_args()
 
   manual_dir = SHARED / "binarized_mnist"
@@ -49,7 +53,8 @@ def main():
   model = FlowVAE(latent_dim=40, flow=args.flow, num_flows=args.num_flows,
                   hidden_units=(400, 400))
   model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                jit_compile=args.jit_compile)
+                jit_compile={"auto": "auto", "on": True,
+                             "off": False}[args.jit_compile])
   train = data.image_dataset(images, args.batch_size, shuffle=True,
                              repeat=True)
   rates = []
@@ -63,7 +68,8 @@ def main():
   median = statistics.median(rates)
   print(f"median {median:,.0f} img/s over {args.rounds} rounds of "
         f"{args.steps} steps ({args.flow} K={args.num_flows}, batch "
-        f"{args.batch_size}, TensorFlow {tf.__version__})")
+        f"{args.batch_size}, jit_compile {args.jit_compile}, TensorFlow "
+        f"{tf.__version__})")
   print(json.dumps({"img_per_s": median, "rounds": rates,
                     "flow": args.flow, "num_flows": args.num_flows,
                     "batch_size": args.batch_size,

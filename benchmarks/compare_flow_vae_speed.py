@@ -1,5 +1,6 @@
-"""Training speed of FlowVAE (planar K = 40) in tfp_flows against its PyTorch
-twin, eager and torch.compile'd, measured side by side.
+"""Training speed of FlowVAE (planar K = 40) in tfp_flows, with and without
+XLA, against its PyTorch twin, eager and torch.compile'd, measured side by
+side.
 
     python benchmarks/compare_flow_vae_speed.py
     python benchmarks/compare_flow_vae_speed.py --repeats 5 --skip-compile
@@ -12,8 +13,8 @@ docstring to make one) as subprocesses, interleaved: each repeat runs every
 implementation once in turn, so a slow spell of the machine lands on all of
 them rather than on one. Each run reports the median of its rounds; the
 table gives those per repeat, their median, and its ratio to TF (tfp_flows'
-FlowVAE through `model.fit`). Progress goes to stderr; the table and, last,
-a JSON summary to stdout.
+FlowVAE through `model.fit`, compiled with the default `jit_compile`).
+Progress goes to stderr; the table and, last, a JSON summary to stdout.
 """
 
 import argparse
@@ -63,9 +64,11 @@ def main():
   common = ["--steps", str(args.steps), "--rounds", str(args.rounds),
             "--num-flows", str(args.num_flows)]
   torch_bench = [args.torch_python, HERE / "bench_flow_vae_torch.py"]
+  tf_bench = [sys.executable, HERE / "bench_flow_vae.py"] + common
   implementations = {
-      "tf": ("TF: tfp_flows FlowVAE, model.fit",
-             [sys.executable, HERE / "bench_flow_vae.py"] + common),
+      "tf": ("TF: tfp_flows FlowVAE, model.fit", tf_bench),
+      "tf_no_xla": ("TF: the same, jit_compile=False",
+                    tf_bench + ["--jit-compile", "off"]),
       "torch_eager": ("PyTorch eager", torch_bench + common +
                       ["--mode", "eager"]),
   }

@@ -174,8 +174,8 @@ NAN_ON_ONE_REPLICA_SCRIPT = textwrap.dedent("""
         # The cross-replica decision reads replica 0's flag, so only the
         # all-reduced flag sees it there. (Data cannot carry a NaN in: the
         # model rejects non-binary pixels.)
-        def _free_energy_terms(self, images, beta, step):
-            terms = super()._free_energy_terms(images, beta, step)
+        def _free_energy_terms(self, images, beta, step, noise):
+            terms = super()._free_energy_terms(images, beta, step, noise)
             if isinstance(step, int):  # evaluation
                 return terms
             context = tf.distribute.get_replica_context()

@@ -200,6 +200,77 @@ def test_save_load_round_trip_gives_the_same_elbo(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("flow", ["planar", "radial"])
+def test_every_example_starts_from_the_same_near_identity_flow(flow):
+  model = _small_model(flow, latent_dim=6)
+  images = _synthetic_digits(5, seed=2)
+  _, _, flow_params = model.posterior_parameters(images)
+  np.testing.assert_array_equal(flow_params, tf.broadcast_to(
+      flow_params[:1], tf.shape(flow_params)))
+  z0 = tf.random.stateless_normal([5, 6], seed=[1, 2])
+  z, log_det = model._flow_forward(flow_params, z0)
+  if flow == "radial":  # beta = -alpha + softplus(0) = 0: the identity
+    np.testing.assert_allclose(z, z0, atol=1e-6)
+  else:  # shears z + v tanh(w^T z), ||v|| ~ 0.1 sqrt(D)
+    assert np.all(np.linalg.norm(z - z0, axis=-1) <
+                  model.num_flows * 0.2 * np.sqrt(6)), z - z0
+  np.testing.assert_allclose(log_det, 0., atol=1e-5)
+
+
+def test_save_load_round_trip_keeps_compilation(tmp_path):
+  """The loaded model is compiled as the saved one (FlowVAE's own `compile`
+  is not one Keras calls on loading by itself) and trains on from the saved
+  optimizer state."""
+  model = _small_model("planar")
+  model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+  model.fit(_synthetic_digits(40), batch_size=20, epochs=1, verbose=0)
+  path = tmp_path / "vae.keras"
+  model.save(path)
+  restored = keras.models.load_model(path)
+  assert restored.get_compile_config()["jit_compile"] is False
+  assert int(restored.optimizer.iterations.numpy()) == 2
+  for a, b in zip(model.optimizer.variables, restored.optimizer.variables):
+    np.testing.assert_array_equal(a, b)
+  images = _synthetic_digits(20, seed=4)
+  model.fit(images, batch_size=20, epochs=1, verbose=0, shuffle=False)
+  restored.fit(images, batch_size=20, epochs=1, verbose=0, shuffle=False)
+  for a, b in zip(model.trainable_variables, restored.trainable_variables):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("flow", ["planar", "radial", "none"])
+def test_xla_training_step_is_the_graph_step(flow):
+  """`jit_compile=True` compiles the step's arithmetic only: the same noise
+  (drawn outside XLA, whose stateless random numbers differ from
+  TensorFlow's), so the same weights after training up to rounding."""
+  images = _synthetic_digits(64, seed=5)
+  weights, logs = {}, {}
+  for jit_compile in (False, True):
+    keras.utils.set_random_seed(0)
+    model = _small_model(flow)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  jit_compile=jit_compile)
+    history = model.fit(images, batch_size=16, epochs=2, verbose=0,
+                        shuffle=False)
+    weights[jit_compile] = [v.numpy() for v in model.trainable_variables]
+    logs[jit_compile] = history.history
+  for a, b in zip(weights[False], weights[True]):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+  for name in ("loss", "elbo", "kl", "beta"):
+    np.testing.assert_allclose(logs[False][name], logs[True][name],
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_xla_training_step_still_checks_its_images():
+  """XLA drops `tf.debugging.Assert`; the checks run before the XLA part."""
+  model = _small_model("planar")
+  model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+  images = np.full((8, 28, 28, 1), 0.5, np.float32)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="FlowVAE expects binary images"):
+    model.fit(images, batch_size=8, epochs=1, verbose=0)
+
+
 def test_encode_decode_sample_shapes():
   model = _small_model("radial")
   mean, latents = model.encode(_synthetic_digits(3))

@@ -34,8 +34,8 @@ class FaultyFlowVAE(FlowVAE):
 
   bad_steps = ()
 
-  def _free_energy_terms(self, images, beta, step):
-    terms = super()._free_energy_terms(images, beta, step)
+  def _free_energy_terms(self, images, beta, step, noise):
+    terms = super()._free_energy_terms(images, beta, step, noise)
     if isinstance(step, int):  # evaluation (step -1)
       return terms
     return tuple(tf.where(_is_bad_step(self), tf.constant(np.inf), t)

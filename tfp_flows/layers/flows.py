@@ -14,6 +14,8 @@ with `alpha, beta = radial_params_from_unconstrained(raw_alpha, raw_beta)`,
 so every real vector gives an invertible step.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -25,9 +27,9 @@ from tfp_flows.bijectors.radial import (radial_params_from_unconstrained,
 
 tfb = tfp.bijectors
 
-__all__ = ["FLOW_TYPES", "flow_param_size", "flow_bijectors",
-           "flow_forward_and_log_det", "forward_and_log_det",
-           "FlowParameters"]
+__all__ = ["FLOW_TYPES", "flow_param_size", "near_identity_flow_params",
+           "flow_bijectors", "flow_forward_and_log_det",
+           "forward_and_log_det", "FlowParameters"]
 
 FLOW_TYPES = ("planar", "radial")
 
@@ -41,6 +43,32 @@ def flow_param_size(flow, dim):
   """Number of reals parametrizing one `flow` step on `R^dim`."""
   _check_flow(flow)
   return 2 * dim + 1 if flow == "planar" else dim + 2
+
+
+def near_identity_flow_params(flow, num_flows, dim, scale=0.1, seed=0):
+  """Parameters `[K, P]` of `K` steps that each move `z` by at most about
+  `scale` and have log-det exactly 0.
+
+  Radial: `raw_alpha = raw_beta = 0`, so `alpha = log 2` and `beta = 0`: the
+  identity; `z0 ~ N(0, I)`. Planar: the paper's `u_hat` keeps `w^T u_hat =
+  m(w^T u) = -1 + softplus(w^T u)`, which is -0.31 at `w^T u = 0`: small
+  random `u, w` would make every step a contraction along `w` (log-det
+  about -0.37 where `tanh` is linear). Here `w ~ N(0, scale^2 I)`, `b = 0`
+  and `u = log(e - 1) w / ||w||^2 + v` with `v ~ N(0, scale^2 I)` projected
+  orthogonal to `w`: then `m(w^T u) = 0` and `u_hat = v`, a shear
+  `z + v tanh(w^T z)` (volume-preserving). Not `u = w = 0`: every gradient
+  of a planar step vanishes there.
+  """
+  size = flow_param_size(flow, dim)
+  noise = keras.random.normal([num_flows, size], seed=seed)
+  if flow == "radial":
+    return tf.concat([noise[:, :dim], tf.zeros([num_flows, 2])], axis=-1)
+  w = scale * noise[:, dim:2 * dim]
+  w_norm_sq = tf.reduce_sum(tf.square(w), axis=-1, keepdims=True)
+  v = scale * noise[:, :dim]
+  v -= tf.reduce_sum(v * w, axis=-1, keepdims=True) / w_norm_sq * w
+  u = math.log(math.e - 1.) * w / w_norm_sq + v
+  return tf.concat([u, w, tf.zeros([num_flows, 1])], axis=-1)
 
 
 def _checked_params(flow, params, dim):

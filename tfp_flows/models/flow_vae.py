@@ -8,9 +8,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
-                                    flow_forward_and_log_det, flow_param_size)
+                                    flow_forward_and_log_det, flow_param_size,
+                                    near_identity_flow_params)
 from tfp_flows.models.common import (HALF_LOG_2PI, add_skipped_steps,
-                                     annealed_beta, check_values,
+                                     annealed_beta, build_optimizer,
+                                     check_values,
                                      checked_latents, diagonal_normal_sample,
                                      global_batch_noise, images_of, metric_logs,
                                      minimize, prepare_fit,
@@ -104,8 +106,17 @@ class FlowVAE(keras.Model):
     self.posterior_head = dense(2 * self.latent_dim, name="posterior_head")
     self.flow_head = None
     if self.num_flows:
+      # Every example starts from the same flow, near the identity (zero
+      # kernel, `near_identity_flow_params` as bias); the kernel learns how
+      # the flow depends on x. Keras' default (Glorot) kernel instead starts
+      # each example with its own random flow of O(1) parameters, whose
+      # saturated tanh units fold z_0 into pieces.
+      initial = tf.reshape(near_identity_flow_params(
+          flow, self.num_flows, self.latent_dim, seed=seed), [-1])
       self.flow_head = dense(
           self.num_flows * flow_param_size(flow, self.latent_dim),
+          kernel_initializer="zeros",
+          bias_initializer=keras.initializers.Constant(initial),
           name="flow_head")
     self.decoder_layers = [
         dense(units, activation=activation, name=f"decoder_{i}")
@@ -244,7 +255,10 @@ class FlowVAE(keras.Model):
   def elbo_terms(self, images, noise):
     """Per-example `(log p(x|z_K), log p(z_K), log q_K(z_K|x))`, one sample
     each, from standard-normal `noise` `[N, D]`."""
-    images = self._check_images(images)
+    return self._elbo_terms(self._check_images(images), noise)
+
+  def _elbo_terms(self, images, noise):
+    """`elbo_terms` of checked float32 images."""
     loc, log_scale, flow_params = self._encoder(images)
     z, log_q = self._sample_posterior(loc, log_scale, flow_params, noise)
     log_likelihood, log_prior = self._log_likelihood_and_prior(images, z)
@@ -287,12 +301,16 @@ class FlowVAE(keras.Model):
     return [self.loss_tracker, self.elbo_tracker, self.reconstruction_tracker,
             self.kl_tracker, self.beta_tracker]
 
-  def _free_energy_terms(self, images, beta, step):
-    """Per-example free energy `F_t`, `log p(x|z_K)` and KL term."""
-    noise = global_batch_noise(tf.random.stateless_normal,
-                               tf.shape(images)[0], [self.latent_dim],
-                               step_seed(self.seed, step))
-    log_likelihood, log_prior, log_q = self.elbo_terms(images, noise)
+  def _step_noise(self, images, step):
+    """The standard-normal noise of `z_0` in training step `step` (-1:
+    evaluation), drawn for the global batch (`global_batch_noise`)."""
+    return global_batch_noise(tf.random.stateless_normal, tf.shape(images)[0],
+                              [self.latent_dim], step_seed(self.seed, step))
+
+  def _free_energy_terms(self, images, beta, step, noise):
+    """Per-example free energy `F_t`, `log p(x|z_K)` and KL term of checked
+    float32 images in step `step`, with `noise = _step_noise(images, step)`."""
+    log_likelihood, log_prior, log_q = self._elbo_terms(images, noise)
     free_energy = log_q - beta * (log_likelihood + log_prior)
     return free_energy, log_likelihood, log_q - log_prior
 
@@ -307,12 +325,51 @@ class FlowVAE(keras.Model):
                            (self.kl_tracker, kl), (self.beta_tracker, beta)):
       tracker.update_state(value, sample_weight=weight)
 
+  def compile(self, *args, jit_compile="auto", **kwargs):
+    """Keras' `compile`; `jit_compile` XLA-compiles the training step's
+    arithmetic but not its input checks.
+
+    Keras' own `jit_compile` compiles all of `train_step`, and XLA drops
+    `tf.debugging.Assert`: non-binary or NaN images would then train
+    silently. So Keras compiles nothing here, and `train_step` checks the
+    images in TensorFlow, then runs the free energy, its gradient and the
+    optimizer update as one XLA function. `"auto"` (the default) means XLA
+    unless under a distribution strategy (whose `merge_call`s XLA cannot
+    hold; Keras' "auto" turns it off there too) or with `run_eagerly`; on
+    CPUs as well, where Keras' "auto" would not: the step is dominated by
+    the flow's K small elementwise steps, which XLA fuses (training speed in
+    docs/RESULTS.md, `benchmarks/bench_flow_vae.py`).
+    """
+    super().compile(*args, jit_compile=False, **kwargs)
+    # What the user asked for, so that a saved model compiles as this one.
+    self._compile_config.config["jit_compile"] = jit_compile
+    self._jit_compile_arithmetic = (
+        not self.run_eagerly and (jit_compile == "auto" or bool(jit_compile)))
+
+  def compile_from_config(self, config):
+    # Keras does not call an overridden `compile` when loading a model.
+    self.compile(**keras.saving.deserialize_keras_object(config))
+    build_optimizer(self)
+
   def train_step(self, data):
-    images = images_of(data)
+    # Outside XLA: XLA would drop the check's Assert, and its stateless
+    # random numbers differ from TensorFlow's for the same seed (a run's
+    # noise would then depend on the compiler).
+    images = self._check_images(images_of(data))
+    noise = self._step_noise(images, self.optimizer.iterations)
+    step_arithmetic = self._train_step_arithmetic
+    if (getattr(self, "_jit_compile_arithmetic", False) and
+        not tf.distribute.has_strategy()):
+      # Created per trace of `train_step`, not kept on the model, so no
+      # SavedModel export picks up an XLA function.
+      step_arithmetic = tf.function(step_arithmetic, jit_compile=True)
+    return step_arithmetic(images, noise)
+
+  def _train_step_arithmetic(self, images, noise):
     step = self.optimizer.iterations
     beta = self.beta(step)
     with tf.GradientTape() as tape:
-      terms = self._free_energy_terms(images, beta, step)
+      terms = self._free_energy_terms(images, beta, step, noise)
       loss = tf.reduce_mean(terms[0])
     applied = minimize(self, tape, loss)
     self._update_metrics(terms, beta, applied)
@@ -321,7 +378,9 @@ class FlowVAE(keras.Model):
   def test_step(self, data):
     # Step -1: evaluation noise that no training step draws.
     beta = tf.constant(1.)
-    self._update_metrics(self._free_energy_terms(images_of(data), beta, -1),
+    images = self._check_images(images_of(data))
+    noise = self._step_noise(images, -1)
+    self._update_metrics(self._free_energy_terms(images, beta, -1, noise),
                          beta)
     return metric_logs(self.metrics)
 
