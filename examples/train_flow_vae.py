@@ -12,7 +12,8 @@ samples per digit (papers report -log p(x) in nats).
 Writes, under --output-dir (default runs/flow_vae_<flow>_<K>): TensorBoard
 logs (logs/), digits / reconstructions / samples per epoch (images/), a
 checkpoint per epoch (backup/: rerunning the same command resumes from it),
-learning_curve.png and metrics.json. The model goes to --export-dir
+every epoch's metrics (history.csv, across resumed runs), learning_curve.png
+and metrics.json. The model goes to --export-dir
 (default saved_models/flow_vae_<flow>_<K>): flow_vae.keras, and a SavedModel
 for TF Serving in the next numbered version folder.
 
@@ -35,7 +36,8 @@ import numpy as np  # noqa: E402
 
 from tfp_flows import cli, data, distribute, plotting  # noqa: E402
 from tfp_flows.callbacks import (NonFiniteLossError,  # noqa: E402
-                                 ReconstructionGridCallback, save_vae_grids)
+                                 ReconstructionGridCallback, epoch_log,
+                                 read_epoch_log, save_vae_grids)
 from tfp_flows.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
 from tfp_flows.export import export_saved_model  # noqa: E402
@@ -117,7 +119,10 @@ def main(argv=None):
                              seed=args.seed)
   validation = data.image_dataset(splits["validation"], 1000)
   output_dir = args.output_dir
-  callbacks = [
+  # Every epoch's metrics, appended across resumed runs (before the
+  # checkpoint: see epoch_log).
+  callbacks = [epoch_log(output_dir / "history.csv")] if chief else []
+  callbacks += [
       # Weights, optimizer state and epoch after every epoch; restored when
       # the same command is run again (kept after the last epoch, so a rerun
       # of a finished run trains no further). Two generations, so a run
@@ -132,7 +137,7 @@ def main(argv=None):
         ReconstructionGridCallback(splits["test"], output_dir / "images")]
   start = time.perf_counter()
   try:
-    history = model.fit(train, validation_data=validation,
+    model.fit(train, validation_data=validation,
                         epochs=args.epochs, callbacks=callbacks,
                         non_finite=args.non_finite)
   except NonFiniteLossError as error:
@@ -178,8 +183,7 @@ def main(argv=None):
       "replicas": strategy.num_replicas_in_sync,
       "config": {k: (str(v) if isinstance(v, pathlib.Path) else v)
                  for k, v in vars(args).items()},
-      "history": {k: [float(v) for v in vs]
-                  for k, vs in history.history.items()},
+      "history": read_epoch_log(output_dir / "history.csv"),
   }
   output_dir.mkdir(parents=True, exist_ok=True)
   (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -5,9 +5,10 @@
 
 Writes, under --output-dir (default runs/glow): TensorBoard logs (logs/), a
 sample grid per epoch at temperatures 0.7 and 1.0 (samples/), a checkpoint
-per epoch (backup/: rerunning the same command resumes from it), a latent
-interpolation between two test digits (interpolation.png), metrics.json
-with test bits/dim and the learning curves (learning_curve.png). The trained
+per epoch (backup/: rerunning the same command resumes from it), every
+epoch's metrics (history.csv, across resumed runs), a latent interpolation
+between two test digits (interpolation.png), metrics.json with test bits/dim
+and the learning curves (learning_curve.png). The trained
 model goes to --export-dir (default saved_models/glow_mnist): glow.keras, and
 a SavedModel for TF Serving in the next numbered version folder.
 
@@ -30,7 +31,7 @@ import numpy as np  # noqa: E402
 
 from tfp_flows import cli, data, distribute, plotting  # noqa: E402
 from tfp_flows.callbacks import (NonFiniteLossError,  # noqa: E402
-                                 SampleGridCallback)
+                                 SampleGridCallback, epoch_log, read_epoch_log)
 from tfp_flows.cli import (non_negative_float,  # noqa: E402
                            non_negative_int, positive_float, positive_int)
 from tfp_flows.export import export_saved_model  # noqa: E402
@@ -110,7 +111,10 @@ def main(argv=None):
                              seed=args.seed)
   validation = data.image_dataset(splits["validation"], 256)
   output_dir = args.output_dir
-  callbacks = [
+  # Every epoch's metrics, appended across resumed runs (before the
+  # checkpoint: see epoch_log).
+  callbacks = [epoch_log(output_dir / "history.csv")] if chief else []
+  callbacks += [
       # Weights, optimizer state and epoch after every epoch; restored when
       # the same command is run again. Kept after the last epoch, so a rerun
       # of a finished run trains no further. Two generations, so a run killed
@@ -124,7 +128,7 @@ def main(argv=None):
                   SampleGridCallback(output_dir / "samples")]
   start = time.perf_counter()
   try:
-    history = model.fit(train, validation_data=validation,
+    model.fit(train, validation_data=validation,
                         epochs=args.epochs, callbacks=callbacks,
                         non_finite=args.non_finite)
   except NonFiniteLossError as error:
@@ -154,7 +158,7 @@ def main(argv=None):
       "global_clipnorm": args.global_clipnorm,
       "strategy": args.strategy,
       "replicas": strategy.num_replicas_in_sync,
-      "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+      "history": read_epoch_log(output_dir / "history.csv"),
       "data": str(args.data_dir or "tfds:mnist"),
       "split_sizes": {name: len(images) for name, images in splits.items()},
   }

@@ -64,5 +64,8 @@ def test_short_run_writes_every_artifact_and_resumes(tmp_path, shared_data_dir):
   assert result.returncode == 0, result.stderr[-3000:]
   again = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert again["steps"] == 20
+  # The history still has both epochs, trained by the first process.
+  assert again["history"]["val_elbo"] == metrics["history"]["val_elbo"]
+  assert len(again["history"]["elbo"]) == 2
   # Each run exports the next version: TF Serving picks up the newest.
   assert (tmp_path / "export" / "2" / "saved_model.pb").exists()

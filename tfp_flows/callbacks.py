@@ -1,6 +1,8 @@
-"""Keras callbacks for flow training: sample grids written each epoch, and
-the guard against non-finite losses."""
+"""Keras callbacks for flow training: sample grids written each epoch, the
+guard against non-finite losses, and a per-epoch log that survives resumes."""
 
+import csv
+import math
 import pathlib
 import warnings
 
@@ -10,7 +12,8 @@ import numpy as np
 from tfp_flows import plotting
 
 __all__ = ["NonFiniteGuard", "NonFiniteLossError", "SampleGridCallback",
-           "ReconstructionGridCallback", "save_vae_grids"]
+           "ReconstructionGridCallback", "save_vae_grids", "epoch_log",
+           "read_epoch_log"]
 
 NON_FINITE_POLICIES = ("stop", "skip")
 
@@ -148,3 +151,39 @@ def save_vae_grids(model, images, path, num_samples=64, seed=1234,
   return plotting.save_image_grids(
       path, grids, ["test digits", "reconstructions", "samples p(x|z), z ~ N(0, I)"],
       suptitle=suptitle)
+
+
+def epoch_log(path):
+  """A `keras.callbacks.CSVLogger` appending each epoch's logs to `path`
+  across runs: a resumed run's history (`read_epoch_log`) has every epoch,
+  where `fit`'s `History` has only those of its own process.
+
+  Put it before the checkpointing callback: a run killed between the two
+  then logs its last epoch twice (`read_epoch_log` keeps the later row)
+  rather than not at all.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  return keras.callbacks.CSVLogger(str(path), append=True)
+
+
+def read_epoch_log(path):
+  """`{metric: [value per epoch]}` from an `epoch_log` file, in epoch order;
+  of an epoch logged twice, the later row. `{}` if there is no file."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    return {}
+  rows = {}
+  with path.open(newline="") as file:
+    for row in csv.DictReader(file):
+      rows[int(row.pop("epoch"))] = row
+
+  def number(text):
+    try:
+      return float(text)
+    except (TypeError, ValueError):  # CSVLogger writes "NA" for a gap
+      return math.nan
+
+  keys = sorted({key for row in rows.values() for key in row})
+  return {key: [number(rows[epoch].get(key)) for epoch in sorted(rows)]
+          for key in keys}
