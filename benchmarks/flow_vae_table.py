@@ -6,6 +6,10 @@ each, one after another) and prints a Markdown table of test -log p(x)
 
     python benchmarks/flow_vae_table.py --epochs 50 --eval-samples 1000
 
+--check-samples S --check-digits N also scores the first N test digits with
+S samples per digit from each run's saved model (e.g. the paper's S = 5000
+on a subset, to see how far S = 1000 is from it), in another column.
+
 Runs that already finished are not retrained (train_flow_vae.py resumes from
 its checkpoint and stops at --epochs), so rerunning only redoes evaluation;
 --report-only just reads the metrics.json files. Also draws the validation
@@ -26,7 +30,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+from tfp_flows import data  # noqa: E402
+from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
+from tfp_flows.models import FlowVAE  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = [("none", 0), ("planar", 10), ("radial", 10), ("planar", 40)]
@@ -64,6 +73,15 @@ def logged_history(output_dir):
   return [curve[step] for step in sorted(curve)], seconds
 
 
+def check_log_likelihood(model_path, data_dir, num_samples, num_digits):
+  """`log p(x)` of the first `num_digits` test digits under the saved model,
+  with `num_samples` importance samples each."""
+  model = keras.models.load_model(model_path)
+  assert isinstance(model, FlowVAE), model_path
+  test = data.load_binarized_mnist(data_dir)["test"][:num_digits]
+  return importance_log_likelihood(model, test, num_samples=num_samples)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--epochs", type=int, default=50)
@@ -75,6 +93,10 @@ def main():
   parser.add_argument("--report-only", action="store_true")
   parser.add_argument("--curves", type=pathlib.Path,
                       default=ROOT / "docs" / "images" / "flow_vae_curves.png")
+  parser.add_argument("--check-samples", type=int, default=0,
+                      help="S of the extra column (0: none)")
+  parser.add_argument("--check-digits", type=int, default=1000,
+                      help="test digits the extra column scores")
   parser.add_argument("--configs", nargs="+", default=None,
                       help="e.g. planar:40 none:0 (default: the four rows)")
   args = parser.parse_args()
@@ -96,14 +118,24 @@ def main():
       subprocess.run(command, check=True)
     metrics = json.loads((output_dir / "metrics.json").read_text())
     metrics["val_elbo"], metrics["train_seconds"] = logged_history(output_dir)
+    if args.check_samples:
+      metrics["check"] = check_log_likelihood(
+          output_dir / "model" / "flow_vae.keras", args.data_dir,
+          args.check_samples, args.check_digits)
     rows.append((flow, num_flows, metrics))
-  print("\n| posterior | K | test −log p(x) (nats) | test −ELBO (nats) | "
-        "epochs (steps) | train time |")
-  print("|---|---|---|---|---|---|")
+  check = (f" first {args.check_digits} digits, S = {args.check_samples} |"
+           if args.check_samples else "")
+  print("\n| posterior | K | test −log p(x) (nats) |" + check +
+        " test −ELBO (nats) | epochs (steps) | train time |")
+  print("|---|---|---|" + "---|" * bool(check) + "---|---|---|")
   for flow, num_flows, m in rows:
+    cell = ""
+    if check:
+      stderr = m["check"].std(ddof=1) / len(m["check"]) ** 0.5
+      cell = f" {-m['check'].mean():.2f} ± {stderr:.2f} |"
     print(f"| {flow if flow != 'none' else 'diagonal Gaussian'} | "
           f"{num_flows or '–'} | {m['test_negative_log_likelihood']:.2f} ± "
-          f"{m['test_negative_log_likelihood_stderr']:.2f} | "
+          f"{m['test_negative_log_likelihood_stderr']:.2f} |{cell} "
           f"{m['test_negative_elbo']:.2f} | {m['epochs']} ({m['steps']}) | "
           f"{m['train_seconds'] / 60:.1f} min |")
   fig, ax = plt.subplots(figsize=(6, 3.8))
