@@ -46,8 +46,8 @@ def flow_param_size(flow, dim):
 
 
 def near_identity_flow_params(flow, num_flows, dim, scale=0.1, seed=0):
-  """Parameters `[K, P]` of `K` steps that each move `z` by at most about
-  `scale` and have log-det exactly 0.
+  """Parameters `[K, P]` of `K` steps near the identity, each with log-det
+  0 (up to rounding) everywhere.
 
   Radial: `raw_alpha = raw_beta = 0`, so `alpha = log 2` and `beta = 0`: the
   identity; `z0 ~ N(0, I)`. Planar: the paper's `u_hat` keeps `w^T u_hat =
@@ -56,8 +56,9 @@ def near_identity_flow_params(flow, num_flows, dim, scale=0.1, seed=0):
   about -0.37 where `tanh` is linear). Here `w ~ N(0, scale^2 I)`, `b = 0`
   and `u = log(e - 1) w / ||w||^2 + v` with `v ~ N(0, scale^2 I)` projected
   orthogonal to `w`: then `m(w^T u) = 0` and `u_hat = v`, a shear
-  `z + v tanh(w^T z)` (volume-preserving). Not `u = w = 0`: every gradient
-  of a planar step vanishes there.
+  `z + v tanh(w^T z)` (volume-preserving) that moves `z` by less than
+  `||v|| ~ scale sqrt(D)`. Not `u = w = 0`: every gradient of a planar step
+  vanishes there.
   """
   size = flow_param_size(flow, dim)
   noise = keras.random.normal([num_flows, size], seed=seed)
