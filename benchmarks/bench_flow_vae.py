@@ -46,7 +46,7 @@ class RoundClock(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     if batch == 0:
-      self._start = time.perf_counter()  # after the first step: tracing
+      self._start = time.perf_counter()  # the first step traces
     elif batch % self.steps == 0:
       now = time.perf_counter()
       self.seconds.append(now - self._start)
@@ -82,10 +82,9 @@ def main():
   train = data.image_dataset(images, args.batch_size, shuffle=True,
                              repeat=True)
   clock = RoundClock(args.steps)
-  # One step to trace, then a warm-up round and the timed rounds.
+  # One step to trace, then a warm-up round (dropped) and the timed rounds.
   model.fit(train, steps_per_epoch=1 + (args.rounds + 1) * args.steps,
             epochs=1, verbose=0, callbacks=[clock])
-  # Round 0 traces and warms up.
   rates = [args.steps * args.batch_size / seconds
            for seconds in clock.seconds[1:]]
   for round_, rate in enumerate(rates, 1):
