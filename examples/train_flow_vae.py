@@ -23,6 +23,7 @@ command (README, "Many machines").
 """
 
 import argparse
+import inspect
 import json
 import os
 import pathlib
@@ -74,6 +75,11 @@ def parse_args(argv=None):
   parser.add_argument("--annealing-steps", type=non_negative_int,
                       default=10_000,
                       help="beta_t = min(1, 0.01 + t / this); 0: no annealing")
+  parser.add_argument("--flow-head-lr-multiplier", type=positive_float,
+                      default=inspect.signature(FlowVAE).parameters[
+                          "flow_head_lr_multiplier"].default,
+                      help="learning-rate multiplier of the flow head's "
+                           "kernel (FlowVAE.flow_head_lr_multiplier)")
   parser.add_argument("--eval-samples", type=positive_int, default=1000,
                       help="importance samples per test digit (papers: 5000)")
   parser.add_argument("--eval-size", type=non_negative_int, default=0,
@@ -113,7 +119,8 @@ def main(argv=None):
     model = FlowVAE(latent_dim=args.latent_dim, flow=args.flow,
                     num_flows=args.num_flows, hidden_units=args.hidden_units,
                     image_shape=splits["train"].shape[1:],
-                    annealing_steps=args.annealing_steps, seed=args.seed)
+                    annealing_steps=args.annealing_steps, seed=args.seed,
+                    flow_head_lr_multiplier=args.flow_head_lr_multiplier)
     model.compile(optimizer=OPTIMIZERS[args.optimizer](args.learning_rate))
   train = data.image_dataset(splits["train"], args.batch_size, shuffle=True,
                              seed=args.seed)

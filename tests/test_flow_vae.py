@@ -217,6 +217,41 @@ def test_every_example_starts_from_the_same_near_identity_flow(flow):
   np.testing.assert_allclose(log_det, 0., atol=1e-5)
 
 
+def test_flow_head_lr_multiplier_scales_how_fast_the_flow_moves():
+  """One Adam step from the same weights (zero flow kernel, so both models
+  compute the same loss): Adam moves every kernel weight by
+  `learning_rate`, so the kernel the head computes with, read off its
+  outputs, moves `multiplier` times as far. (Adam's epsilon is made
+  negligible: this small model's kernel gradients are about 1e-7, the
+  default epsilon.)"""
+  images = _synthetic_digits(20, seed=3)
+  moves = {}
+  for multiplier in (1., 0.1):
+    model = _small_model("planar", flow_head_lr_multiplier=multiplier)
+    model.set_weights(_small_model("planar").get_weights())
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-20),
+                  jit_compile=False)
+    width = model.flow_head.kernel.shape[0]
+    probes = np.concatenate([np.eye(width), np.zeros([1, width])])
+
+    def effective_kernel(head=model.flow_head):
+      outputs = head(probes).numpy()
+      return outputs[:-1] - outputs[-1]
+
+    before = effective_kernel()
+    model.fit(images, batch_size=20, epochs=1, verbose=0, shuffle=False)
+    moves[multiplier] = effective_kernel() - before
+  assert np.all(moves[1.] != 0.)
+  np.testing.assert_allclose(np.abs(moves[0.1]), 0.1 * np.abs(moves[1.]),
+                             rtol=1e-3)
+
+
+def test_models_saved_before_the_lr_multiplier_load_with_a_plain_head():
+  config = _small_model("planar").get_config()
+  assert config.pop("flow_head_lr_multiplier") == 0.03
+  assert FlowVAE.from_config(config).flow_head_lr_multiplier == 1.
+
+
 def test_save_load_round_trip_keeps_compilation(tmp_path):
   """The loaded model is compiled as the saved one (FlowVAE's own `compile`
   is not one Keras calls on loading by itself) and trains on from the saved
@@ -287,6 +322,7 @@ def test_encode_decode_sample_shapes():
     ({"hidden_units": ()}, "hidden_units"),
     ({"num_flows": 0}, "num_flows must be >= 1"),
     ({"initial_beta": 0.}, "initial_beta"),
+    ({"flow_head_lr_multiplier": 0.}, "flow_head_lr_multiplier"),
 ])
 def test_constructor_fails_fast(kwargs, message):
   with pytest.raises(ValueError, match=message):
