@@ -43,6 +43,9 @@ SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 HALF_LOG_2PI = 0.5 * math.log(2. * math.pi)
 NUM_IMAGES = 20_000
 EVENT_SIZE = 28 * 28
+# FlowVAE's default flow_head_lr_multiplier (this venv has no tfp_flows to
+# read it from).
+FLOW_HEAD_LR_MULTIPLIER = 0.03
 
 
 def dense(in_features, out_features):
@@ -81,7 +84,9 @@ class FlowVAE(nn.Module):
     dim = self.latent_dim
     h = self.encoder(images)
     loc, log_scale = self.posterior_head(h).chunk(2, dim=-1)
-    params = self.flow_head(h).view(-1, self.num_flows, 2 * dim + 1)
+    # FlowVAE's flow head scales its kernel by flow_head_lr_multiplier.
+    params = (FLOW_HEAD_LR_MULTIPLIER * (h @ self.flow_head.weight.T) +
+              self.flow_head.bias).view(-1, self.num_flows, 2 * dim + 1)
     u, w, b = params[..., :dim], params[..., dim:2 * dim], params[..., 2 * dim]
     # Rezende & Mohamed's App. A.1 for all K steps at once, as
     # planar_constrained_params does. These are the plain formulas;

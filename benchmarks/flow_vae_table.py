@@ -97,6 +97,9 @@ def main():
                       help="S of the extra column (0: none)")
   parser.add_argument("--check-digits", type=int, default=1000,
                       help="test digits the extra column scores")
+  parser.add_argument("--annealing-steps", type=int, default=None,
+                      help="passed on to train_flow_vae.py (default: its "
+                           "default, the paper's 10000)")
   parser.add_argument("--configs", nargs="+", default=None,
                       help="e.g. planar:40 none:0 (default: the four rows)")
   args = parser.parse_args()
@@ -113,6 +116,8 @@ def main():
                "--eval-samples", str(args.eval_samples),
                "--output-dir", str(output_dir),
                "--export-dir", str(output_dir / "model")]
+    if args.annealing_steps is not None:
+      command += ["--annealing-steps", str(args.annealing_steps)]
     if not args.report_only:
       print(" ".join(command), flush=True)
       subprocess.run(command, check=True)
