@@ -323,6 +323,7 @@ def test_encode_decode_sample_shapes():
     ({"num_flows": 0}, "num_flows must be >= 1"),
     ({"initial_beta": 0.}, "initial_beta"),
     ({"flow_head_lr_multiplier": 0.}, "flow_head_lr_multiplier"),
+    ({"flow_head_lr_multiplier": math.inf}, "flow_head_lr_multiplier"),
 ])
 def test_constructor_fails_fast(kwargs, message):
   with pytest.raises(ValueError, match=message):

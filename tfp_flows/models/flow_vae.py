@@ -112,8 +112,9 @@ class FlowVAE(keras.Model):
     if flow != "none" and num_flows < 1:
       raise ValueError(f"FlowVAE: num_flows must be >= 1 for flow={flow!r}; "
                        f"got {num_flows}.")
-    if not flow_head_lr_multiplier > 0.:
-      raise ValueError(f"FlowVAE: flow_head_lr_multiplier must be > 0; got "
+    if not 0. < flow_head_lr_multiplier < math.inf:
+      raise ValueError(f"FlowVAE: flow_head_lr_multiplier must be finite and "
+                       f"> 0; got "
                        f"{flow_head_lr_multiplier}.")
     if not 0. < initial_beta <= 1. or annealing_steps < 0:
       raise ValueError(
