@@ -84,7 +84,6 @@ class FlowVAE(nn.Module):
     dim = self.latent_dim
     h = self.encoder(images)
     loc, log_scale = self.posterior_head(h).chunk(2, dim=-1)
-    # FlowVAE's flow head scales its kernel by flow_head_lr_multiplier.
     params = (FLOW_HEAD_LR_MULTIPLIER * (h @ self.flow_head.weight.T) +
               self.flow_head.bias).view(-1, self.num_flows, 2 * dim + 1)
     u, w, b = params[..., :dim], params[..., dim:2 * dim], params[..., 2 * dim]

@@ -41,7 +41,7 @@ class _ScaledKernelDense(keras.layers.Dense):
 
   def call(self, inputs):
     outputs = keras.ops.matmul(inputs, self.kernel) * self.kernel_multiplier
-    return outputs + self.bias
+    return self.activation(outputs + self.bias)
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
