@@ -3,8 +3,9 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tensorflow_probability.python.internal import dtype_util
-from tensorflow_probability.python.internal import tensor_util
+# TFP internals (variables kept as references, TFP's dtype rules) come
+# through tfp_flows._internal, the one module that names private APIs.
+from tfp_flows import _internal
 
 tfb = tfp.bijectors
 
@@ -38,10 +39,10 @@ class ActNorm(tfb.AutoCompositeTensorBijector):
   def __init__(self, shift, log_scale, validate_args=False, name="actnorm"):
     parameters = dict(locals())
     with tf.name_scope(name) as name:
-      dtype = dtype_util.common_dtype([shift, log_scale], tf.float32)
-      self._shift = tensor_util.convert_nonref_to_tensor(
+      dtype = _internal.common_dtype([shift, log_scale], tf.float32)
+      self._shift = _internal.convert_nonref_to_tensor(
           shift, dtype=dtype, name="shift")
-      self._log_scale = tensor_util.convert_nonref_to_tensor(
+      self._log_scale = _internal.convert_nonref_to_tensor(
           log_scale, dtype=dtype, name="log_scale")
       super().__init__(
           forward_min_event_ndims=1, is_constant_jacobian=True,

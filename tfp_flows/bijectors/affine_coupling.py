@@ -3,10 +3,9 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-# TFP's own FFJORD uses this cache to store log-dets computed together with
-# the transformation; it is internal API, pinned by tensorflow-probability
-# 0.25.x in setup.cfg.
-from tensorflow_probability.python.internal import cache_util
+# TFP's FFJORD keeps log-dets computed with the transformation in this
+# cache (internal TFP API, through tfp_flows._internal).
+from tfp_flows import _internal
 
 tfb = tfp.bijectors
 
@@ -43,7 +42,7 @@ class AffineCoupling(tfb.Bijector):
       `[..., H, W, C_a]` to `[..., H, W, 2 * (C // 2)]`: shift, then raw scale.
   """
 
-  _cache = cache_util.BijectorCacheWithGreedyAttrs(
+  _cache = _internal.BijectorCacheWithGreedyAttrs(
       forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
   def __init__(self, shift_and_log_scale_fn, validate_args=False,

@@ -5,13 +5,15 @@ traced, so they cost nothing per step; `assert_finite` is only used under
 `validate_args`, as TFP's run-time parameter checks are.
 """
 
+import numpy as np
 import tensorflow as tf
 
-from tensorflow_probability.python.internal import assert_util
-from tensorflow_probability.python.internal import tensor_util
+# TFP internals (variables kept as references, TFP's dtype rules) come
+# through tfp_flows._internal, the one module that names private APIs.
+from tfp_flows import _internal
 
 __all__ = ["CheckedInputs", "assert_finite", "check_float_params",
-           "check_input_dtype", "check_input_shape", "norm",
+           "check_input_dtype", "check_input_shape", "eps", "norm",
            "static_batch_shape"]
 
 
@@ -130,10 +132,15 @@ def assert_finite(flow_name, param_name, param):
   InvalidArgumentError at use for a variable (as TFP's other run-time
   parameter checks, e.g. Radial's `alpha > 0`)."""
   message = f"{flow_name}: `{param_name}` must be finite (no NaN or inf)."
-  if not tensor_util.is_ref(param):
-    return assert_util.assert_finite(param, message=message)
+  if not _internal.is_ref(param):
+    return _internal.assert_finite(param, message)
   return tf.debugging.assert_equal(
       tf.reduce_all(tf.math.is_finite(param)), True, message=message)
+
+
+def eps(dtype):
+  """Machine epsilon of a floating dtype (TensorFlow or NumPy)."""
+  return np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps
 
 
 def norm(x):

@@ -4,17 +4,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-# TFP's own bijectors build on these internal helpers; they are not public API,
-# but tensorflow-probability is pinned to 0.25.x in setup.cfg and they are what
-# make a custom bijector keep `tf.Variable` parameters as references (so
-# gradients reach them) and broadcast batch-shaped parameters the TFP way.
-from tensorflow_probability.python.internal import assert_util
-from tensorflow_probability.python.internal import dtype_util
-from tensorflow_probability.python.internal import tensor_util
+# TFP internals (variables kept as references, TFP's dtype rules) come
+# through tfp_flows._internal, the one module that names private APIs.
+from tfp_flows import _internal
 
 from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
                                         check_float_params, check_input_shape,
-                                        norm, static_batch_shape)
+                                        eps, norm, static_batch_shape)
 
 tfb = tfp.bijectors
 
@@ -132,10 +128,10 @@ class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
     """
     parameters = dict(locals())
     with tf.name_scope(name) as name:
-      dtype = dtype_util.common_dtype([u, w, b], dtype_hint=tf.float32)
-      self._u = tensor_util.convert_nonref_to_tensor(u, dtype=dtype, name="u")
-      self._w = tensor_util.convert_nonref_to_tensor(w, dtype=dtype, name="w")
-      self._b = tensor_util.convert_nonref_to_tensor(b, dtype=dtype, name="b")
+      dtype = _internal.common_dtype([u, w, b], dtype_hint=tf.float32)
+      self._u = _internal.convert_nonref_to_tensor(u, dtype=dtype, name="u")
+      self._w = _internal.convert_nonref_to_tensor(w, dtype=dtype, name="w")
+      self._b = _internal.convert_nonref_to_tensor(b, dtype=dtype, name="b")
       for param_name, param in (("u", self._u), ("w", self._w)):
         if param.shape.rank == 0:
           raise ValueError(
@@ -192,7 +188,7 @@ class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
             b=self._b.shape))
     if not self.validate_args:
       return x
-    with tf.control_dependencies([assert_util.assert_equal(
+    with tf.control_dependencies([tf.debugging.assert_equal(
         tf.shape(x)[-1], tf.shape(self.w)[-1],
         message=f"Planar: the last dimension of `{arg_name}` must equal the "
                 f"size D of `w`.")]):
@@ -242,7 +238,7 @@ class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
         tf.reduce_sum(psi * residual, axis=-1) / phi_prime)[..., tf.newaxis]
     # Refinement corrects rounding-sized errors only; a larger step means J is
     # numerically singular here (w^T u_hat ~ -1, h ~ 0) and is not taken.
-    max_step = np.sqrt(dtype_util.eps(y.dtype)) * (1. + tf.abs(x_const))
+    max_step = np.sqrt(eps(y.dtype)) * (1. + tf.abs(x_const))
     small = tf.reduce_all(tf.abs(step) <= max_step, axis=-1, keepdims=True)
     return x + tf.stop_gradient(tf.where(small, step, 0.))
 
@@ -250,13 +246,13 @@ class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
     if not self.validate_args:
       return []
     assertions = []
-    if is_init != (tensor_util.is_ref(self.u) or tensor_util.is_ref(self.w)):
-      assertions.append(assert_util.assert_equal(
+    if is_init != (_internal.is_ref(self.u) or _internal.is_ref(self.w)):
+      assertions.append(tf.debugging.assert_equal(
           tf.shape(self.u)[-1], tf.shape(self.w)[-1],
           message="Planar: `u` and `w` must have the same last dimension."))
     for param_name in ("u", "w", "b"):
       param = getattr(self, param_name)
-      if is_init != tensor_util.is_ref(param):
+      if is_init != _internal.is_ref(param):
         assertions.append(assert_finite("Planar", param_name, param))
     return assertions
 

@@ -4,16 +4,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-# Internal TFP helpers, as in TFP's own bijectors; tensorflow-probability is
-# pinned to 0.25.x in setup.cfg (see planar.py).
-from tensorflow_probability.python.internal import assert_util
-from tensorflow_probability.python.internal import dtype_util
-from tensorflow_probability.python.internal import parameter_properties
-from tensorflow_probability.python.internal import tensor_util
+# TFP internals (variables kept as references, TFP's dtype rules) come
+# through tfp_flows._internal, the one module that names private APIs.
+from tfp_flows import _internal
 
 from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
                                         check_float_params, check_input_shape,
-                                        norm, static_batch_shape)
+                                        eps, norm, static_batch_shape)
 
 tfb = tfp.bijectors
 
@@ -132,12 +129,12 @@ class Radial(CheckedInputs, tfb.AutoCompositeTensorBijector):
     """
     parameters = dict(locals())
     with tf.name_scope(name) as name:
-      dtype = dtype_util.common_dtype([z0, alpha, beta], dtype_hint=tf.float32)
-      self._z0 = tensor_util.convert_nonref_to_tensor(
+      dtype = _internal.common_dtype([z0, alpha, beta], dtype_hint=tf.float32)
+      self._z0 = _internal.convert_nonref_to_tensor(
           z0, dtype=dtype, name="z0")
-      self._alpha = tensor_util.convert_nonref_to_tensor(
+      self._alpha = _internal.convert_nonref_to_tensor(
           alpha, dtype=dtype, name="alpha")
-      self._beta = tensor_util.convert_nonref_to_tensor(
+      self._beta = _internal.convert_nonref_to_tensor(
           beta, dtype=dtype, name="beta")
       check_float_params("Radial", dtype, z0=self._z0, alpha=self._alpha,
                          beta=self._beta)
@@ -182,13 +179,13 @@ class Radial(CheckedInputs, tfb.AutoCompositeTensorBijector):
       ValueError: if their static batch shapes do not broadcast.
     """
     with tf.name_scope(name):
-      dtype = dtype_util.common_dtype([z0, raw_alpha, raw_beta],
+      dtype = _internal.common_dtype([z0, raw_alpha, raw_beta],
                                       dtype_hint=tf.float32)
       check_float_params("Radial.from_unconstrained", dtype, z0=z0,
                          raw_alpha=raw_alpha, raw_beta=raw_beta)
-      raw_alpha = tensor_util.convert_nonref_to_tensor(
+      raw_alpha = _internal.convert_nonref_to_tensor(
           raw_alpha, dtype=dtype, name="raw_alpha")
-      raw_beta = tensor_util.convert_nonref_to_tensor(
+      raw_beta = _internal.convert_nonref_to_tensor(
           raw_beta, dtype=dtype, name="raw_beta")
       # beta depends on both raw values: its shape is their broadcast, not
       # raw_beta's (DeferredTensor assumes the transform keeps the shape).
@@ -210,12 +207,12 @@ class Radial(CheckedInputs, tfb.AutoCompositeTensorBijector):
         alpha=tfp.util.ParameterProperties(
             event_ndims=0,
             default_constraining_bijector_fn=(
-                lambda: tfb.Softplus(low=dtype_util.eps(dtype)))),
+                lambda: tfb.Softplus(low=eps(dtype)))),
         # beta >= -alpha couples two parameters: no per-parameter bijector.
         beta=tfp.util.ParameterProperties(
             event_ndims=0,
             default_constraining_bijector_fn=(
-                parameter_properties.BIJECTOR_NOT_IMPLEMENTED)))
+                _internal.BIJECTOR_NOT_IMPLEMENTED)))
 
   @property
   def z0(self):
@@ -248,7 +245,7 @@ class Radial(CheckedInputs, tfb.AutoCompositeTensorBijector):
             beta=self._beta.shape))
     if not self.validate_args:
       return x
-    with tf.control_dependencies([assert_util.assert_equal(
+    with tf.control_dependencies([tf.debugging.assert_equal(
         tf.shape(x)[-1], tf.shape(self.z0)[-1],
         message=f"Radial: the last dimension of `{arg_name}` must equal the "
                 f"size D of `z0`.")]):
@@ -293,13 +290,13 @@ class Radial(CheckedInputs, tfb.AutoCompositeTensorBijector):
     assertions = [
         assert_finite("Radial", param_name, getattr(self, param_name))
         for param_name in ("z0", "alpha", "beta")
-        if is_init != tensor_util.is_ref(getattr(self, param_name))]
-    if is_init != tensor_util.is_ref(self.alpha):
-      assertions.append(assert_util.assert_positive(
+        if is_init != _internal.is_ref(getattr(self, param_name))]
+    if is_init != _internal.is_ref(self.alpha):
+      assertions.append(tf.debugging.assert_positive(
           self.alpha, message="Radial: `alpha` must be > 0."))
-    if is_init != (tensor_util.is_ref(self.alpha)
-                   or tensor_util.is_ref(self.beta)):
-      assertions.append(assert_util.assert_greater_equal(
+    if is_init != (_internal.is_ref(self.alpha)
+                   or _internal.is_ref(self.beta)):
+      assertions.append(tf.debugging.assert_greater_equal(
           self.beta, -tf.convert_to_tensor(self.alpha),
           message="Radial: `beta` must be >= -alpha."))
     return assertions
@@ -329,7 +326,7 @@ def radial_step(x, z0, alpha, alpha_plus_beta):
 
 def _static_value(param):
   """The value of a constant parameter, None for variables and graph tensors."""
-  if tensor_util.is_ref(param):
+  if _internal.is_ref(param):
     return None
   return tf.get_static_value(param)
 
