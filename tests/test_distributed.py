@@ -174,14 +174,15 @@ NAN_ON_ONE_REPLICA_SCRIPT = textwrap.dedent("""
         # The cross-replica decision reads replica 0's flag, so only the
         # all-reduced flag sees it there. (Data cannot carry a NaN in: the
         # model rejects non-binary pixels.)
-        def _free_energy_terms(self, images, beta, step, noise):
-            terms = super()._free_energy_terms(images, beta, step, noise)
-            if isinstance(step, int):  # evaluation
-                return terms
+        def objective(self, images, noise, training):
+            loss, values = super().objective(images, noise, training)
+            if not training:
+                return loss, values
             context = tf.distribute.get_replica_context()
             bad = (tf.equal(self.optimizer.iterations + self.skipped_steps, 0)
                    & tf.equal(context.replica_id_in_sync_group, 1))
-            return tuple(tf.where(bad, np.inf, t) for t in terms)
+            return tf.where(bad, np.inf, loss), {
+                name: tf.where(bad, np.inf, v) for name, v in values.items()}
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():

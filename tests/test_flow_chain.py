@@ -1,12 +1,14 @@
-"""`flow_forward_and_log_det` (the training path of FlowVAE and the 2-D
-fits) against the chain of `Planar` / `Radial` bijectors it stands for."""
+"""`FlowFamily.forward_and_log_det` (the training path of FlowVAE and the
+2-D fits) against the chain of `Planar` / `Radial` bijectors it stands for."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-from tfp_flows.layers import (flow_bijectors, flow_forward_and_log_det,
-                              flow_param_size, forward_and_log_det)
+from tfp_flows.bijectors import get_family
+
+tfb = tfp.bijectors
 
 DIM, NUM_FLOWS, BATCH, SAMPLES = 5, 6, 4, 3
 
@@ -14,7 +16,13 @@ DIM, NUM_FLOWS, BATCH, SAMPLES = 5, 6, 4, 3
 def _params(flow, scale):
   rng = np.random.default_rng(7)
   return tf.constant(scale * rng.normal(
-      size=(BATCH, NUM_FLOWS, flow_param_size(flow, DIM))), tf.float32)
+      size=(BATCH, NUM_FLOWS, get_family(flow).param_size(DIM))), tf.float32)
+
+
+def _chain_forward_and_log_det(bijectors, z):
+  """What a `TransformedDistribution` of the chain computes, step by step."""
+  chain = tfb.Chain(list(reversed(bijectors)))
+  return chain.forward(z), chain.forward_log_det_jacobian(z, event_ndims=1)
 
 
 @pytest.mark.parametrize("flow", ["planar", "radial"])
@@ -29,9 +37,10 @@ def test_values_and_gradients_match_the_bijector_chain(flow, scale):
     with tf.GradientTape() as tape:
       tape.watch([params, z])
       if path == "fast":
-        y, log_det = flow_forward_and_log_det(flow, params, DIM, z)
+        y, log_det = get_family(flow).forward_and_log_det(params, DIM, z)
       else:
-        y, log_det = forward_and_log_det(flow_bijectors(flow, params, DIM), z)
+        y, log_det = _chain_forward_and_log_det(
+            get_family(flow).bijectors(params, DIM), z)
       objective = tf.reduce_sum(tf.sin(y)) + tf.reduce_sum(log_det)
     return (y, log_det) + tuple(tape.gradient(objective, [params, z]))
 
@@ -49,7 +58,7 @@ def test_log_det_is_the_autodiff_jacobian(flow):
   params = tf.cast(params, tf.float64)
   with tf.GradientTape() as tape:
     tape.watch(z)
-    y, log_det = flow_forward_and_log_det(flow, params, DIM, z)
+    y, log_det = get_family(flow).forward_and_log_det(params, DIM, z)
   jacobian = tape.batch_jacobian(y, z)
   _, want = np.linalg.slogdet(jacobian.numpy())
   np.testing.assert_allclose(log_det, want, rtol=1e-10)
@@ -57,5 +66,10 @@ def test_log_det_is_the_autodiff_jacobian(flow):
 
 def test_rejects_parameters_of_the_wrong_size():
   with pytest.raises(ValueError, match=r"\[\.\.\., K, 11\]"):
-    flow_forward_and_log_det("planar", tf.zeros([2, 3, 10]), DIM,
-                             tf.zeros([2, DIM]))
+    get_family("planar").forward_and_log_det(tf.zeros([2, 3, 10]), DIM,
+                                             tf.zeros([2, DIM]))
+
+
+def test_unknown_family_names_the_known_ones():
+  with pytest.raises(ValueError, match=r"one of \('planar', 'radial'\)"):
+    get_family("sylvester")

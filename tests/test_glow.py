@@ -8,6 +8,7 @@ import keras
 
 from tfp_flows import data
 from tfp_flows.bijectors import AffineCoupling
+from tfp_flows.layers import InvertibleConv1x1Layer
 from tfp_flows.models import GlowModel
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -72,18 +73,17 @@ def test_actnorm_initialization_normalizes_its_batch_once():
   model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
                     hidden_channels=8)
   model.initialize(images)
-  # Walk the data-to-latent direction and look at every ActNorm's output.
-  from tfp_flows.bijectors import squeeze
+  # Walk the data-to-latent direction and look at every ActNorm's output:
+  # the input of the 1x1 convolution after it.
   x = (images.astype(np.float32) + 0.5) / 256. - 0.5
-  for level, (h, w, c) in enumerate(model._level_shapes):
-    x = squeeze(h, w, c).forward(x)
-    for actnorm, convolution, coupling in model._steps(level):
-      x = actnorm.bijector().forward(x)
-      mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+  seen = 0
+  for part, part_input in model.architecture.walk(x):
+    if isinstance(part, InvertibleConv1x1Layer):
+      mean, variance = tf.nn.moments(part_input, axes=[0, 1, 2])
       np.testing.assert_allclose(mean, 0., atol=1e-4)
       np.testing.assert_allclose(variance, 1., atol=1e-3)
-      x = coupling.bijector().forward(convolution.bijector().forward(x))
-    x = x[..., model._exit_channels[level]:]
+      seen += 1
+  assert seen == len(model.actnorms) == 4
   before = [v.numpy().copy() for v in model.weights]
   model.initialize(images[::-1] // 2)
   model.log_prob(images // 3)

@@ -30,30 +30,27 @@ def _is_bad_step(model):
                                                  tf.int64)))
 
 
-class FaultyFlowVAE(FlowVAE):
+class _FaultInjection:
+  """Makes the training loss and metric values `fault` in `bad_steps`."""
 
   bad_steps = ()
+  fault = np.nan
 
-  def _free_energy_terms(self, images, beta, step, noise):
-    terms = super()._free_energy_terms(images, beta, step, noise)
-    if isinstance(step, int):  # evaluation (step -1)
-      return terms
-    return tuple(tf.where(_is_bad_step(self), tf.constant(np.inf), t)
-                 for t in terms)
+  def objective(self, batch, noise, training):
+    loss, values = super().objective(batch, noise, training)
+    if not training:
+      return loss, values
+    bad = _is_bad_step(self)
+    return tf.where(bad, self.fault, loss), {
+        name: tf.where(bad, self.fault, v) for name, v in values.items()}
 
 
-class FaultyGlow(GlowModel):
+class FaultyFlowVAE(_FaultInjection, FlowVAE):
+  fault = np.inf
 
-  bad_steps = ()
 
-  def train_step(self, data):
-    self._bad = _is_bad_step(self)
-    return super().train_step(data)
-
-  def _log_prob_with_noise(self, images, noise):
-    log_prob = super()._log_prob_with_noise(images, noise)
-    bad = getattr(self, "_bad", None)
-    return log_prob if bad is None else tf.where(bad, np.nan, log_prob)
+class FaultyGlow(_FaultInjection, GlowModel):
+  fault = np.nan
 
 
 def _flow_vae(bad_steps=()):

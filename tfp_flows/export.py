@@ -26,6 +26,8 @@ neither `tfp_flows`, TensorFlow Probability nor Keras. Randomness in
 numbers as the model's own methods with their default `seed=0`), so
 repeated requests agree; `sample` draws fresh latents on every call.
 
+Each model writes its own signatures (`serving_endpoints()`, in its
+module), with the request checks below; this module writes them out.
 Keras' `ExportArchive` writes the archive: it tracks exactly the model's
 variables (the Keras objects themselves are not saved).
 """
@@ -37,9 +39,8 @@ import shutil
 import keras
 import tensorflow as tf
 
-from tfp_flows.models import FlowVAE, GlowModel
-
-__all__ = ["export_saved_model", "next_version"]
+__all__ = ["checked_num_samples", "checked_shape", "export_saved_model",
+           "images_spec", "latents_spec", "next_version"]
 
 
 def next_version(export_dir):
@@ -54,8 +55,8 @@ def export_saved_model(model, export_dir, version=None):
   """Writes `model` as SavedModel version `version` under `export_dir`.
 
   Args:
-    model: a `GlowModel` (ActNorm initialized, i.e. trained or having seen
-      data) or a `FlowVAE`.
+    model: a model with `serving_endpoints()` (`GlowModel`, with ActNorm
+      initialized, i.e. trained or having seen data; `FlowVAE`).
     export_dir: the model's folder, e.g. `saved_models/glow_mnist`.
     version: a positive integer; default `next_version(export_dir)`.
 
@@ -66,13 +67,11 @@ def export_saved_model(model, export_dir, version=None):
   server polling `export_dir` never sees a half-written version, and an
   existing version is never overwritten.
   """
-  if isinstance(model, GlowModel):
-    endpoints = _glow_endpoints(model)
-  elif isinstance(model, FlowVAE):
-    endpoints = _flow_vae_endpoints(model)
-  else:
-    raise TypeError(f"export_saved_model: expected a GlowModel or FlowVAE; "
-                    f"got {type(model).__name__}.")
+  if not callable(getattr(model, "serving_endpoints", None)):
+    raise TypeError(f"export_saved_model: expected a GlowModel or FlowVAE "
+                    f"(a model with serving_endpoints()); got "
+                    f"{type(model).__name__}.")
+  endpoints = model.serving_endpoints()
   export_dir = pathlib.Path(export_dir)
   version = next_version(export_dir) if version is None else version
   if not isinstance(version, int) or version < 1:
@@ -99,15 +98,17 @@ def export_saved_model(model, export_dir, version=None):
   return target
 
 
-def _images_spec(model):
-  return tf.TensorSpec([None, *model.image_shape], tf.uint8, name="images")
+def images_spec(image_shape):
+  """The signature input `images`: uint8 `[N, *image_shape]`."""
+  return tf.TensorSpec([None, *image_shape], tf.uint8, name="images")
 
 
-def _latents_spec(dim):
+def latents_spec(dim):
+  """The signature input `latents`: float32 `[N, dim]`."""
   return tf.TensorSpec([None, dim], tf.float32, name="latents")
 
 
-def _with_shape(tensor, trailing_shape, what):
+def checked_shape(tensor, trailing_shape, what):
   """`tensor` once it has shape `[N, *trailing_shape]`; otherwise the request
   fails with a message naming the input and the expected shape (the
   signature's shape is not enforced when it is called, and the first op
@@ -131,78 +132,8 @@ def _with_shape(tensor, trailing_shape, what):
     return tf.identity(tensor)
 
 
-def _checked_num_samples(num_samples):
+def checked_num_samples(num_samples):
+  """`num_samples`, or a request error unless it is >= 0."""
   with tf.control_dependencies([tf.debugging.assert_non_negative(
       num_samples, message="sample: num_samples must be >= 0")]):
     return tf.identity(num_samples)
-
-
-def _glow_endpoints(model):
-  if not model.is_initialized:
-    raise ValueError(
-        "export_saved_model: the GlowModel's ActNorm is not initialized; "
-        "train it, or call model.initialize(images), before exporting.")
-
-  def checked(images):
-    return _with_shape(images, model.image_shape, "images")
-
-  def log_prob(images):
-    log_p = model.log_prob(checked(images))
-    return {"log_prob": log_p, "bits_per_dim": model.bits_per_dim(log_p)}
-
-  def sample(num_samples, temperature):
-    return {"images": model.sample(_checked_num_samples(num_samples),
-                                   temperature=temperature)}
-
-  def encode(images):
-    return {"latents": model.encode(checked(images))}
-
-  def decode(latents):
-    return {"images": model.decode(
-        _with_shape(latents, (model.event_size,), "latents"))}
-
-  images = _images_spec(model)
-  return {
-      "log_prob": (log_prob, [images]),
-      "sample": (sample, [tf.TensorSpec([], tf.int32, name="num_samples"),
-                          tf.TensorSpec([], tf.float32, name="temperature")]),
-      "encode": (encode, [images]),
-      "decode": (decode, [_latents_spec(model.event_size)]),
-  }
-
-
-def _binary(images, image_shape):
-  """0/1 images `[N, *image_shape]`, or a request error saying what is
-  wrong."""
-  images = _with_shape(images, image_shape, "images")
-  with tf.control_dependencies([tf.debugging.assert_less_equal(
-      images, tf.constant(1, images.dtype),
-      message="FlowVAE expects binary images (pixel values 0 or 1)")]):
-    return tf.identity(images)
-
-
-def _flow_vae_endpoints(model):
-
-  def elbo(images):
-    return {"elbo": model.elbo(_binary(images, model.image_shape))}
-
-  def encode(images):
-    mean, latents = model.encode(_binary(images, model.image_shape))
-    return {"mean": mean, "latents": latents}
-
-  def decode(latents):
-    return {"probs": model.decode(
-        _with_shape(latents, (model.latent_dim,), "latents"))}
-
-  def sample(num_samples):
-    probs = model.sample(_checked_num_samples(num_samples))
-    draws = tf.random.uniform(tf.shape(probs)) < probs
-    return {"images": tf.cast(draws, tf.uint8), "probs": probs}
-
-  images = _images_spec(model)
-  return {
-      "elbo": (elbo, [images]),
-      "encode": (encode, [images]),
-      "decode": (decode, [_latents_spec(model.latent_dim)]),
-      "sample": (sample, [tf.TensorSpec([], tf.int32, name="num_samples")]),
-  }

@@ -1,8 +1,11 @@
-"""Argument checks shared across the package's functions."""
+"""Argument and input checks shared across the package's functions: errors
+that name the argument, eagerly and inside graphs."""
 
 import operator
 
-__all__ = ["positive_int"]
+import tensorflow as tf
+
+__all__ = ["check_values", "checked_latents", "positive_int"]
 
 
 def positive_int(value, name, where):
@@ -19,3 +22,32 @@ def positive_int(value, name, where):
   if value < 1:
     raise ValueError(f"{where}: {name} must be >= 1; got {value}.")
   return value
+
+
+def check_values(tensor, ok, message, culprits):
+  """`tensor`, once the boolean scalar `ok` holds.
+
+  Otherwise eagerly a `ValueError`, and in a graph (`fit`, exports) an
+  `InvalidArgumentError`, each starting with `message` and showing up to
+  five offending values from `culprits`.
+  """
+  if tf.executing_eagerly():
+    if not bool(ok):
+      raise ValueError(f"{message}; got {culprits.numpy()[:5].tolist()}.")
+    return tensor
+  with tf.control_dependencies([tf.debugging.Assert(
+      ok, [f"{message}; got", culprits[:5]], summarize=5)]):
+    return tf.identity(tensor)
+
+
+def checked_latents(latents, dim, model_name):
+  """Float32 latents `[N, dim]`, finite, or an error saying what is wrong."""
+  latents = tf.convert_to_tensor(latents, tf.float32)
+  if latents.shape.rank is not None and (
+      latents.shape.rank != 2 or latents.shape[-1] not in (None, dim)):
+    raise ValueError(f"{model_name}: latents must have shape [N, {dim}]; got "
+                     f"{latents.shape}.")
+  finite = tf.math.is_finite(latents)
+  return check_values(latents, tf.reduce_all(finite),
+                      f"{model_name}: latents must be finite",
+                      tf.boolean_mask(latents, tf.logical_not(finite)))

@@ -2,18 +2,27 @@
 
 Each bijector here is a `tfp.bijectors.Bijector` whose parameters are passed
 in (tensors or `tf.Variable`s); the Keras layers in `tfp_flows.layers` own
-the weights and build these bijectors from them.
+the weights and build these bijectors from them. The step flows (planar,
+radial) also register a `FlowFamily` (`families.py`), the record by which
+models find them.
 """
 
 from tfp_flows.bijectors.actnorm import ActNorm
 from tfp_flows.bijectors.affine_coupling import AffineCoupling
 from tfp_flows.bijectors.conv1x1 import InvertibleConv1x1
+from tfp_flows.bijectors.families import FlowFamily
+from tfp_flows.bijectors.families import family_names
+from tfp_flows.bijectors.families import get_family
+from tfp_flows.bijectors.families import register_family
+from tfp_flows.bijectors.planar import PLANAR
 from tfp_flows.bijectors.planar import Planar
+from tfp_flows.bijectors.radial import RADIAL
 from tfp_flows.bijectors.radial import Radial
 from tfp_flows.bijectors.radial import radial_params_from_unconstrained
 from tfp_flows.bijectors.reshaping import channels_first_flatten
 from tfp_flows.bijectors.reshaping import squeeze
 
-__all__ = ["ActNorm", "AffineCoupling", "InvertibleConv1x1", "Planar", "Radial",
-           "channels_first_flatten", "radial_params_from_unconstrained",
-           "squeeze"]
+__all__ = ["ActNorm", "AffineCoupling", "FlowFamily", "InvertibleConv1x1",
+           "PLANAR", "Planar", "RADIAL", "Radial", "channels_first_flatten",
+           "family_names", "get_family", "radial_params_from_unconstrained",
+           "register_family", "squeeze"]

@@ -7,6 +7,7 @@ import tensorflow_probability as tfp
 # TFP internals (variables kept as references, TFP's dtype rules) come
 # through tfp_flows._internal, the one module that names private APIs.
 from tfp_flows import _internal
+from tfp_flows.bijectors.families import FlowFamily, register_family
 
 from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
                                         check_float_params, check_input_shape,
@@ -14,7 +15,7 @@ from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
 
 tfb = tfp.bijectors
 
-__all__ = ["Planar", "planar_constrained_params", "planar_step"]
+__all__ = ["PLANAR", "Planar", "planar_constrained_params", "planar_step"]
 
 
 class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
@@ -303,6 +304,51 @@ def planar_step(x, u_hat, w, b, log_one_plus_c):
   h = tf.reduce_sum(w * x, axis=-1) + b
   return (x + u_hat * tf.tanh(h)[..., tf.newaxis],
           _log_phi_prime(h, log_one_plus_c))
+
+
+def _unpack(params, dim):
+  """`u`, `w`, `b` of step parameters `[..., 2 D + 1]`."""
+  return params[..., :dim], params[..., dim:2 * dim], params[..., 2 * dim]
+
+
+def _near_identity(num_flows, dim, seed, scale=0.1):
+  """Parameters `[K, 2 D + 1]` of `K` volume-preserving shears near the
+  identity.
+
+  The paper's `u_hat` keeps `w^T u_hat = m(w^T u) = -1 + softplus(w^T u)`,
+  which is -0.31 at `w^T u = 0`: small random `u, w` would make every step a
+  contraction along `w` (log-det about -0.37 where `tanh` is linear). Here
+  `w ~ N(0, scale^2 I)`, `b = 0` and `u = log(e - 1) w / ||w||^2 + v` with
+  `v ~ N(0, scale^2 I)` projected orthogonal to `w`: then `m(w^T u) = 0` and
+  `u_hat = v`, a shear `z + v tanh(w^T z)` (log-det 0) that moves `z` by
+  less than `||v|| ~ scale sqrt(D)`. Not `u = w = 0`: every gradient of a
+  planar step vanishes there.
+  """
+  noise = tf.random.stateless_normal([num_flows, 2 * dim + 1], seed=[seed, 0])
+  w = scale * noise[:, dim:2 * dim]
+  w_norm_sq = tf.reduce_sum(tf.square(w), axis=-1, keepdims=True)
+  v = scale * noise[:, :dim]
+  v -= tf.reduce_sum(v * w, axis=-1, keepdims=True) / w_norm_sq * w
+  u = np.log(np.e - 1.) * w / w_norm_sq + v
+  return tf.concat([u, w, tf.zeros([num_flows, 1])], axis=-1)
+
+
+def _constrain(params, dim):
+  return planar_constrained_params(*_unpack(params, dim))
+
+
+def _step(z, constrained, k):
+  u_hat, w, b, log_one_plus_c = constrained
+  return planar_step(z, u_hat[..., k, :], w[..., k, :], b[..., k],
+                     log_one_plus_c[..., k])
+
+
+PLANAR = register_family(FlowFamily(
+    name="planar",
+    param_size=lambda dim: 2 * dim + 1,
+    make_bijector=lambda params, dim, name: Planar(*_unpack(params, dim),
+                                                   name=name),
+    constrain=_constrain, step=_step, near_identity=_near_identity))
 
 
 def _log_softplus(x):

@@ -7,6 +7,7 @@ import tensorflow_probability as tfp
 # TFP internals (variables kept as references, TFP's dtype rules) come
 # through tfp_flows._internal, the one module that names private APIs.
 from tfp_flows import _internal
+from tfp_flows.bijectors.families import FlowFamily, register_family
 
 from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
                                         check_float_params, check_input_shape,
@@ -14,7 +15,8 @@ from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
 
 tfb = tfp.bijectors
 
-__all__ = ["Radial", "radial_params_from_unconstrained", "radial_step"]
+__all__ = ["RADIAL", "Radial", "radial_params_from_unconstrained",
+           "radial_step"]
 
 
 def radial_params_from_unconstrained(raw_alpha, raw_beta):
@@ -322,6 +324,40 @@ def radial_step(x, z0, alpha, alpha_plus_beta):
   log_det = ((event_size - 1.) * tf.math.log(alpha_plus_beta_h + r_h)
              + tf.math.log(alpha_h * alpha_plus_beta_h + r_h * (1. + alpha_h)))
   return y, log_det
+
+
+def _unpack(params, dim):
+  """`z0`, `alpha`, `alpha + beta` of step parameters `[..., D + 2]`, whose
+  last two entries are `raw_alpha`, `raw_beta`."""
+  alpha, beta = radial_params_from_unconstrained(params[..., dim],
+                                                 params[..., dim + 1])
+  return params[..., :dim], alpha, beta
+
+
+def _near_identity(num_flows, dim, seed):
+  """Parameters `[K, D + 2]` of `K` identities: `raw_alpha = raw_beta = 0`,
+  so `alpha = log 2` and `beta = 0`; `z0 ~ N(0, I)`, where each step will
+  contract or expand once `beta` moves."""
+  noise = tf.random.stateless_normal([num_flows, dim + 2], seed=[seed, 0])
+  return tf.concat([noise[:, :dim], tf.zeros([num_flows, 2])], axis=-1)
+
+
+def _constrain(params, dim):
+  z0, alpha, beta = _unpack(params, dim)
+  return z0, alpha, alpha + beta
+
+
+def _step(z, constrained, k):
+  z0, alpha, alpha_plus_beta = constrained
+  return radial_step(z, z0[..., k, :], alpha[..., k], alpha_plus_beta[..., k])
+
+
+RADIAL = register_family(FlowFamily(
+    name="radial",
+    param_size=lambda dim: dim + 2,
+    make_bijector=lambda params, dim, name: Radial(*_unpack(params, dim),
+                                                   name=name),
+    constrain=_constrain, step=_step, near_identity=_near_identity))
 
 
 def _static_value(param):

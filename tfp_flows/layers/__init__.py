@@ -7,14 +7,11 @@ saves, restores, distributes and optimizes every flow parameter.
 """
 
 from tfp_flows.layers.flows import FlowParameters
-from tfp_flows.layers.flows import flow_bijectors
-from tfp_flows.layers.flows import flow_param_size
-from tfp_flows.layers.flows import flow_forward_and_log_det
-from tfp_flows.layers.flows import forward_and_log_det
 from tfp_flows.layers.glow import ActNormLayer
 from tfp_flows.layers.glow import AffineCouplingLayer
+from tfp_flows.layers.glow import GlowArchitecture
+from tfp_flows.layers.glow import GlowLevel
 from tfp_flows.layers.glow import InvertibleConv1x1Layer
 
 __all__ = ["ActNormLayer", "AffineCouplingLayer", "FlowParameters",
-           "InvertibleConv1x1Layer", "flow_bijectors", "flow_param_size",
-           "flow_forward_and_log_det", "forward_and_log_det"]
+           "GlowArchitecture", "GlowLevel", "InvertibleConv1x1Layer"]

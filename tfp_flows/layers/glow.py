@@ -1,13 +1,20 @@
-"""Keras layers owning Glow's weights: ActNorm, invertible 1x1 conv, coupling."""
+"""Glow's architecture and the Keras layers owning its weights: ActNorm,
+invertible 1x1 convolution, affine coupling."""
+
+import dataclasses
 
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import ActNorm, AffineCoupling, InvertibleConv1x1
+from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
+                                 channels_first_flatten, squeeze)
 
+tfb = tfp.bijectors
 
-__all__ = ["ActNormLayer", "InvertibleConv1x1Layer", "AffineCouplingLayer"]
+__all__ = ["ActNormLayer", "AffineCouplingLayer", "GlowArchitecture",
+           "GlowLevel", "InvertibleConv1x1Layer"]
 
 
 class ActNormLayer(keras.layers.Layer):
@@ -119,3 +126,122 @@ class AffineCouplingLayer(keras.layers.Layer):
 
   def bijector(self):
     return AffineCoupling(self.network)
+
+
+@dataclasses.dataclass(frozen=True)
+class GlowLevel:
+  """One level of Glow, data-to-latent: its input (the image at level 0,
+  the kept part of the previous level's output after it), a squeeze, `K`
+  steps of ActNorm, 1x1 convolution and coupling, and a channel-major
+  flatten whose first `exit_size` entries (half of the squeezed channels;
+  all at the last level) leave for the base distribution.
+
+  Attributes:
+    index: the level, from 0.
+    input_shape: `(h, w, c)` of the level's input as an image.
+    steps: `K` (ActNormLayer, InvertibleConv1x1Layer, AffineCouplingLayer).
+    exit_size: entries of the level's flat output that exit here.
+  """
+  index: int
+  input_shape: tuple
+  steps: tuple
+  exit_size: int
+
+  @property
+  def output_shape(self):
+    """`(h / 2, w / 2, 4 c)`: the squeezed shape the steps act on."""
+    h, w, c = self.input_shape
+    return h // 2, w // 2, 4 * c
+
+  @property
+  def output_size(self):
+    return int(np.prod(self.output_shape))
+
+  def parts(self):
+    """The level's maps in data-to-latent order: bijectors, and the layers
+    that build theirs (`layer.bijector()`) from their current weights."""
+    h, w, c = self.input_shape
+    parts = []
+    if self.index > 0:  # the previous level's kept entries, as an image
+      parts.append(tfb.Invert(channels_first_flatten(h, w, c)))
+    parts.append(squeeze(h, w, c, name=f"squeeze_{self.index}"))
+    for step in self.steps:
+      parts.extend(step)
+    parts.append(channels_first_flatten(*self.output_shape))
+    return parts
+
+
+class GlowArchitecture:
+  """Glow's multi-scale architecture, described once: the levels, their
+  shapes, steps and exits, and the layers that own the weights.
+
+  `data_to_latent()` builds the bijector (images in `[-1/2, 1/2)` to
+  latents `[D]`) from the current weights, and `walk(x)` goes through the
+  same levels eagerly, map by map, for what needs the intermediate values
+  (ActNorm's data-dependent initialization, tests). The layers are in
+  `levels[l].steps`; the model that holds the architecture tracks them.
+
+  Args:
+    image_shape: `(H, W, C)`, `H` and `W` divisible by `2**num_levels`.
+    num_levels, num_steps, hidden_channels: `L`, `K` and the coupling
+      networks' width.
+    seed: seeds the 1x1 convolutions' initial rotations.
+  """
+
+  def __init__(self, image_shape, num_levels, num_steps, hidden_channels,
+               seed=0):
+    h, w, c = image_shape
+    self.levels = []
+    for index in range(num_levels):
+      step_shape = (None, h // 2, w // 2, 4 * c)
+      steps = []
+      for k in range(num_steps):
+        step = (ActNormLayer(name=f"actnorm_{index}_{k}"),
+                InvertibleConv1x1Layer(
+                    seed=seed * 1000 + index * num_steps + k,
+                    name=f"conv1x1_{index}_{k}"),
+                AffineCouplingLayer(hidden_channels,
+                                    name=f"coupling_{index}_{k}"))
+        for layer in step:
+          layer.build(step_shape)
+        steps.append(step)
+      last = index == num_levels - 1
+      exit_channels = 4 * c if last else 2 * c
+      self.levels.append(GlowLevel(index, (h, w, c), tuple(steps),
+                                   exit_channels * (h // 2) * (w // 2)))
+      h, w, c = h // 2, w // 2, 2 * c
+
+  def data_to_latent(self, level=0):
+    """The bijector from level `level`'s input to the latents of it and
+    of the levels after it, built from the current weights."""
+    this = self.levels[level]
+    maps = [_as_bijector(part) for part in this.parts()]
+    if level + 1 < len(self.levels):
+      maps.append(tfb.Blockwise(
+          [tfb.Identity(), self.data_to_latent(level + 1)],
+          block_sizes=[this.exit_size, this.output_size - this.exit_size],
+          name=f"split_{level}"))
+    return tfb.Chain(maps[::-1], name=f"level_{level}")
+
+  def walk(self, x):
+    """Yields `(part, input)` for every part of every level, in the
+    data-to-latent order of `data_to_latent`, from images `x` in
+    `[-1/2, 1/2)`. Each part is applied after the caller has seen it, so
+    the caller may first change a layer's weights (ActNorm's
+    initialization does)."""
+    for level in self.levels:
+      for part in level.parts():
+        yield part, x
+        x = _as_bijector(part).forward(x)
+      x = x[..., level.exit_size:]  # what `split_<level>` passes on
+
+  def initialize_actnorm(self, x):
+    """Sets every ActNorm so that its outputs on images `x` are zero-mean,
+    unit-variance per channel (the paper's data-dependent initialization)."""
+    for part, part_input in self.walk(x):
+      if isinstance(part, ActNormLayer):
+        part.initialize_from(part_input)
+
+
+def _as_bijector(part):
+  return part.bijector() if isinstance(part, keras.layers.Layer) else part

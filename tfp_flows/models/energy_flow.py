@@ -5,18 +5,22 @@ density (Rezende & Mohamed 2015, Sec. 6.1)."""
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
+from tfp_flows.bijectors.families import get_family
 from tfp_flows.energies import energy
-from tfp_flows.layers.flows import FLOW_TYPES, FlowParameters
-from tfp_flows.models.common import (HALF_LOG_2PI, add_skipped_steps,
-                                     annealed_beta, diagonal_normal_sample,
-                                     metric_logs, minimize, prepare_fit)
+from tfp_flows.layers.flows import FlowParameters
+from tfp_flows.models.base import FlowModel
+from tfp_flows.models.free_energy import annealed_beta, diagonal_normal_sample
+
+tfb = tfp.bijectors
+tfd = tfp.distributions
 
 __all__ = ["EnergyFlowModel"]
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
-class EnergyFlowModel(keras.Model):
+class EnergyFlowModel(FlowModel):
   r"""Fits `q_K = flow(N(mu, diag sigma^2))` to `exp(-U) / Z` on `R^2`.
 
   Minimizes the paper's free energy (Sec. 6.1), a Monte Carlo estimate
@@ -31,7 +35,8 @@ class EnergyFlowModel(keras.Model):
   so `F >= -log Z`, with equality iff `q_K = e^{-U} / Z`. The base's `mu`
   and `log sigma` and the flow parameters are Keras weights (a
   `FlowParameters` layer). `fit` ignores its data: pass any dataset and
-  `steps_per_epoch`; each step draws its own samples.
+  `steps_per_epoch`; step `t` draws its own samples from the stateless seed
+  `[seed, t]`.
 
   Metrics: `free_energy` (at `beta = 1`), `loss` (at `beta_t`), `beta`.
 
@@ -40,22 +45,22 @@ class EnergyFlowModel(keras.Model):
   `tfp_flows.energies`). `None` fits the formula as written.
   """
 
+  metric_names = ("loss", "free_energy", "beta")
+
   def __init__(self, energy_name="U1", flow="planar", num_flows=8,
                batch_size=100, initial_beta=0.01, annealing_steps=10_000,
                seed=0, box=None, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     self.energy_fn = energy(energy_name, box)
     self.box = None if box is None else float(box)
-    if flow not in FLOW_TYPES:
-      raise ValueError(f"EnergyFlowModel: flow must be one of {FLOW_TYPES}; "
-                       f"got {flow!r}.")
+    get_family(flow, "EnergyFlowModel: flow")  # fails fast on a bad name
     if batch_size < 1 or annealing_steps < 0 or not 0. < initial_beta <= 1.:
       raise ValueError(
           f"EnergyFlowModel: need batch_size >= 1, annealing_steps >= 0 and "
           f"0 < initial_beta <= 1; got {batch_size}, {annealing_steps}, "
           f"{initial_beta}.")
     self.energy_name, self.flow, self.num_flows = energy_name, flow, num_flows
-    self.batch_size, self.seed = batch_size, seed
+    self.batch_size = batch_size
     self.initial_beta, self.annealing_steps = initial_beta, annealing_steps
     self.base_loc = self.add_weight(shape=(2,), initializer="zeros",
                                     name="base_loc")
@@ -63,23 +68,17 @@ class EnergyFlowModel(keras.Model):
                                           name="base_log_scale")
     self.flow_parameters = FlowParameters(flow, num_flows, 2, seed=seed,
                                           name="flow_parameters")
-    self.sample_seed = keras.random.SeedGenerator(seed)
-    self.skipped_steps = add_skipped_steps(self)
-    self.loss_tracker = keras.metrics.Mean(name="loss")
-    self.free_energy_tracker = keras.metrics.Mean(name="free_energy")
-    self.beta_tracker = keras.metrics.Mean(name="beta")
     self.built = True
 
   def get_config(self):
     return {**super().get_config(), "energy_name": self.energy_name,
             "flow": self.flow, "num_flows": self.num_flows,
             "batch_size": self.batch_size, "initial_beta": self.initial_beta,
-            "annealing_steps": self.annealing_steps, "seed": self.seed,
-            "box": self.box}
+            "annealing_steps": self.annealing_steps, "box": self.box}
 
-  @property
-  def metrics(self):
-    return [self.loss_tracker, self.free_energy_tracker, self.beta_tracker]
+  def _base_distribution(self):
+    return tfd.MultivariateNormalDiag(
+        loc=self.base_loc.value, scale_diag=tf.exp(self.base_log_scale.value))
 
   def sample_and_log_prob(self, noise):
     """`z_K` and `log q_K(z_K)` for standard-normal `noise` `[..., 2]`."""
@@ -91,16 +90,9 @@ class EnergyFlowModel(keras.Model):
   def log_prob(self, z):
     """`log q_K(z)` of arbitrary points `[..., 2]`, through the flow's
     inverse (numerical for planar steps)."""
-    z = tf.convert_to_tensor(z, tf.float32)
-    log_det = tf.zeros(tf.shape(z)[:-1])
-    for bijector in reversed(self.flow_parameters.bijectors()):
-      log_det += bijector.inverse_log_det_jacobian(z, event_ndims=1)
-      z = bijector.inverse(z)
-    log_scale = self.base_log_scale.value
-    noise = (z - self.base_loc.value) / tf.exp(log_scale)
-    log_q0 = -tf.reduce_sum(0.5 * tf.square(noise) + log_scale + HALF_LOG_2PI,
-                            axis=-1)
-    return log_q0 + log_det
+    flow = tfb.Chain(list(reversed(self.flow_parameters.bijectors())))
+    q = tfd.TransformedDistribution(self._base_distribution(), flow)
+    return q.log_prob(tf.convert_to_tensor(z, tf.float32))
 
   def beta(self, step):
     return annealed_beta(step, self.initial_beta, self.annealing_steps)
@@ -113,24 +105,22 @@ class EnergyFlowModel(keras.Model):
     values = (log_q + self.energy_fn(z)).numpy()
     return values.mean(), values.std(ddof=1) / np.sqrt(num_samples)
 
-  def fit(self, x=None, *args, non_finite="stop", **kwargs):
-    """Keras' `fit`; `non_finite` as in `FlowVAE.fit`."""
-    kwargs.setdefault("shuffle", False)  # the data are ignored
-    return super().fit(x, *args, **prepare_fit(self, x, kwargs, non_finite))
+  def fit(self, x=None, *args, **kwargs):
+    """`FlowModel.fit`; the data are ignored, so not shuffled either."""
+    kwargs.setdefault("shuffle", False)
+    return super().fit(x, *args, **kwargs)
 
-  def train_step(self, data):
+  def check_batch(self, data):
     del data  # each step draws its own samples from q_0
-    beta = self.beta(self.optimizer.iterations)
-    noise = keras.random.normal([self.batch_size, 2], seed=self.sample_seed)
-    with tf.GradientTape() as tape:
-      z, log_q = self.sample_and_log_prob(noise)
-      potential = self.energy_fn(z)
-      loss = tf.reduce_mean(log_q + beta * potential)
-    applied = minimize(self, tape, loss)
-    weight = tf.cast(applied, tf.float32)
-    self.loss_tracker.update_state(tf.where(applied, loss, 0.),
-                                   sample_weight=weight)
-    self.free_energy_tracker.update_state(
-        tf.where(applied, log_q + potential, 0.), sample_weight=weight)
-    self.beta_tracker.update_state(beta)
-    return metric_logs(self.metrics, skipped_steps=self.skipped_steps.value)
+    return None
+
+  def noise_spec(self, batch):
+    return tf.random.stateless_normal, self.batch_size, [2]
+
+  def objective(self, batch, noise, training):
+    beta = self.beta(self.optimizer.iterations) if training else tf.constant(1.)
+    z, log_q = self.sample_and_log_prob(noise)
+    potential = self.energy_fn(z)
+    loss = tf.reduce_mean(log_q + beta * potential)
+    return loss, {"loss": loss, "free_energy": log_q + potential,
+                  "beta": beta}

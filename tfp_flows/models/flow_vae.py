@@ -7,16 +7,13 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.layers.flows import (FLOW_TYPES, flow_bijectors,
-                                    flow_forward_and_log_det, flow_param_size,
-                                    near_identity_flow_params)
-from tfp_flows.models.common import (HALF_LOG_2PI, add_skipped_steps,
-                                     annealed_beta, build_optimizer,
-                                     check_values,
-                                     checked_latents, diagonal_normal_sample,
-                                     global_batch_noise, images_of, metric_logs,
-                                     minimize, prepare_fit,
-                                     skip_symbolic_build, step_seed)
+from tfp_flows import export
+from tfp_flows.bijectors.families import family_names, get_family
+from tfp_flows.models.base import FlowModel
+from tfp_flows.models.free_energy import (annealed_beta,
+                                          diagonal_normal_sample,
+                                          standard_normal_log_prob)
+from tfp_flows.validation import check_values, checked_latents
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -45,7 +42,7 @@ class _ScaledKernelDense(keras.layers.Dense):
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
-class FlowVAE(keras.Model):
+class FlowVAE(FlowModel):
   r"""Variational autoencoder with a normalizing-flow posterior.
 
   ```none
@@ -74,7 +71,8 @@ class FlowVAE(keras.Model):
 
   Args:
     latent_dim: dimension `D` of `z`.
-    flow: `"planar"`, `"radial"` or `"none"` (a diagonal-Gaussian VAE).
+    flow: a flow family's name (`tfp_flows.bijectors.family_names()`:
+      `"planar"`, `"radial"`) or `"none"` (a diagonal-Gaussian VAE).
     num_flows: `K`, flow steps (ignored for `"none"`).
     hidden_units: widths of the encoder's hidden layers; the decoder mirrors
       them.
@@ -94,15 +92,20 @@ class FlowVAE(keras.Model):
       learns at the full rate.
   """
 
+  metric_names = ("loss", "elbo", "reconstruction", "kl", "beta")
+  # The step is dominated by the flow's K small elementwise steps, which XLA
+  # fuses, on CPUs too (docs/RESULTS.md, benchmarks/bench_flow_vae.py).
+  jit_compile_by_default = True
+
   def __init__(self, latent_dim=40, flow="planar", num_flows=10,
                hidden_units=(400, 400), activation="relu",
                image_shape=(28, 28, 1), initial_beta=0.01,
                annealing_steps=10_000, seed=0, flow_head_lr_multiplier=0.03,
                **kwargs):
-    super().__init__(**kwargs)
-    if flow not in FLOW_TYPES + ("none",):
-      raise ValueError(f"FlowVAE: flow must be one of {FLOW_TYPES + ('none',)}"
-                       f"; got {flow!r}.")
+    super().__init__(seed=seed, **kwargs)
+    if flow != "none" and flow not in family_names():
+      raise ValueError(f"FlowVAE: flow must be one of "
+                       f"{family_names() + ('none',)}; got {flow!r}.")
     hidden_units = tuple(int(units) for units in hidden_units)
     if latent_dim < 1 or not hidden_units or min(hidden_units) < 1:
       raise ValueError(
@@ -122,13 +125,13 @@ class FlowVAE(keras.Model):
           f"{initial_beta} and {annealing_steps}.")
     self.latent_dim = int(latent_dim)
     self.flow = flow
-    self.num_flows = int(num_flows) if flow != "none" else 0
+    self.family = get_family(flow) if flow != "none" else None
+    self.num_flows = int(num_flows) if self.family else 0
     self.hidden_units = hidden_units
     self.activation = activation
     self.image_shape = tuple(int(s) for s in image_shape)
     self.initial_beta = float(initial_beta)
     self.annealing_steps = int(annealing_steps)
-    self.seed = seed
     self.flow_head_lr_multiplier = float(flow_head_lr_multiplier)
     self.event_size = math.prod(self.image_shape)
 
@@ -140,14 +143,14 @@ class FlowVAE(keras.Model):
     self.flow_head = None
     if self.num_flows:
       # Every example starts from the same flow, near the identity (zero
-      # kernel, `near_identity_flow_params` as bias); the kernel learns how
+      # kernel, the family's `near_identity` as bias); the kernel learns how
       # the flow depends on x. Keras' default (Glorot) kernel instead starts
       # each example with its own random flow of O(1) parameters, whose
       # saturated tanh units fold z_0 into pieces.
-      initial = tf.reshape(near_identity_flow_params(
-          flow, self.num_flows, self.latent_dim, seed=seed), [-1])
+      initial = tf.reshape(self.family.near_identity(
+          self.num_flows, self.latent_dim, seed), [-1])
       self.flow_head = _ScaledKernelDense(
-          self.num_flows * flow_param_size(flow, self.latent_dim),
+          self.num_flows * self.family.param_size(self.latent_dim),
           kernel_multiplier=self.flow_head_lr_multiplier,
           kernel_initializer="zeros",
           bias_initializer=keras.initializers.Constant(initial),
@@ -167,13 +170,6 @@ class FlowVAE(keras.Model):
     for layer in self.decoder_layers + [self.logits_head]:
       layer.build((None, width))
       width = layer.units
-
-    self.skipped_steps = add_skipped_steps(self)
-    self.loss_tracker = keras.metrics.Mean(name="loss")
-    self.elbo_tracker = keras.metrics.Mean(name="elbo")
-    self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
-    self.kl_tracker = keras.metrics.Mean(name="kl")
-    self.beta_tracker = keras.metrics.Mean(name="beta")
     self.built = True
 
   def get_config(self):
@@ -182,7 +178,7 @@ class FlowVAE(keras.Model):
             "hidden_units": self.hidden_units, "activation": self.activation,
             "image_shape": self.image_shape,
             "initial_beta": self.initial_beta,
-            "annealing_steps": self.annealing_steps, "seed": self.seed,
+            "annealing_steps": self.annealing_steps,
             "flow_head_lr_multiplier": self.flow_head_lr_multiplier}
 
   @classmethod
@@ -233,14 +229,14 @@ class FlowVAE(keras.Model):
     if self.flow_head is not None:
       flow_params = tf.reshape(
           self.flow_head(h),
-          [-1, self.num_flows, flow_param_size(self.flow, self.latent_dim)])
+          [-1, self.num_flows, self.family.param_size(self.latent_dim)])
     return loc, log_scale, flow_params
 
   def flow_bijectors(self, flow_params):
     """The posterior's flow steps, in the order applied to `z_0`."""
     if flow_params is None:
       return []
-    return flow_bijectors(self.flow, flow_params, self.latent_dim)
+    return self.family.bijectors(flow_params, self.latent_dim)
 
   def posterior(self, images):
     """`q_K(z_K | x)` as a `tfd.TransformedDistribution`, batch shape `[N]`.
@@ -262,10 +258,10 @@ class FlowVAE(keras.Model):
 
   def _flow_forward(self, flow_params, z):
     """The flow applied to `z` and its summed log-det (the chain of
-    `flow_bijectors`, computed by `flow_forward_and_log_det`)."""
+    `flow_bijectors`, by the family's vectorized path)."""
     if flow_params is None:
       return z, tf.zeros(tf.shape(z)[:-1], z.dtype)
-    return flow_forward_and_log_det(self.flow, flow_params, self.latent_dim, z)
+    return self.family.forward_and_log_det(flow_params, self.latent_dim, z)
 
   # The generative model ----------------------------------------------------
 
@@ -286,9 +282,7 @@ class FlowVAE(keras.Model):
         tf.nn.sigmoid_cross_entropy_with_logits(
             labels=tf.broadcast_to(images, tf.shape(logits)), logits=logits),
         axis=[-3, -2, -1])
-    log_prior = -tf.reduce_sum(0.5 * tf.square(latents) + HALF_LOG_2PI,
-                               axis=-1)
-    return log_likelihood, log_prior
+    return log_likelihood, standard_normal_log_prob(latents)
 
   # Objectives --------------------------------------------------------------
 
@@ -334,103 +328,30 @@ class FlowVAE(keras.Model):
 
   # Training ----------------------------------------------------------------
 
-  _maybe_symbolic_build = skip_symbolic_build
+  def check_batch(self, data):
+    return self._check_images(super().check_batch(data))
 
-  @property
-  def metrics(self):
-    return [self.loss_tracker, self.elbo_tracker, self.reconstruction_tracker,
-            self.kl_tracker, self.beta_tracker]
+  def noise_spec(self, images):
+    # z_0's standard-normal noise.
+    return (tf.random.stateless_normal, tf.shape(images)[0],
+            [self.latent_dim])
 
-  def _step_noise(self, images, step):
-    """The standard-normal noise of `z_0` in training step `step` (-1:
-    evaluation), drawn for the global batch (`global_batch_noise`)."""
-    return global_batch_noise(tf.random.stateless_normal, tf.shape(images)[0],
-                              [self.latent_dim], step_seed(self.seed, step))
-
-  def _free_energy_terms(self, images, beta, step, noise):
-    """Per-example free energy `F_t`, `log p(x|z_K)` and KL term of checked
-    float32 images in step `step`, with `noise = _step_noise(images, step)`."""
+  def free_energy_terms(self, images, noise, beta):
+    """Per-example free energy `F_t` at inverse temperature `beta`,
+    `log p(x|z_K)` and the KL term `log q_K(z_K|x) - log p(z_K)` of checked
+    float32 images, one sample each from standard-normal `noise` `[N, D]`."""
     log_likelihood, log_prior, log_q = self._elbo_terms(images, noise)
     free_energy = log_q - beta * (log_likelihood + log_prior)
     return free_energy, log_likelihood, log_q - log_prior
 
-  def _update_metrics(self, terms, beta, applied=True):
-    """Adds per-example terms to the metrics; nothing for a step that was
-    not applied (its values may be NaN, which would poison the means)."""
-    weight = tf.cast(applied, tf.float32)
-    free_energy, log_likelihood, kl = (tf.where(applied, t, 0.) for t in terms)
-    for tracker, value in ((self.loss_tracker, free_energy),
-                           (self.elbo_tracker, log_likelihood - kl),
-                           (self.reconstruction_tracker, log_likelihood),
-                           (self.kl_tracker, kl), (self.beta_tracker, beta)):
-      tracker.update_state(value, sample_weight=weight)
-
-  def compile(self, *args, jit_compile="auto", **kwargs):
-    """Keras' `compile`; `jit_compile` XLA-compiles the training step's
-    arithmetic but not its input checks.
-
-    Keras' own `jit_compile` compiles all of `train_step`, and XLA drops
-    `tf.debugging.Assert`: non-binary or NaN images would then train
-    silently. So Keras compiles nothing here, and `train_step` checks the
-    images in TensorFlow, then runs the free energy, its gradient and the
-    optimizer update as one XLA function. `"auto"` (the default) means XLA
-    unless under a distribution strategy (whose `merge_call`s XLA cannot
-    hold; Keras' "auto" turns it off there too) or with `run_eagerly`; on
-    CPUs as well, where Keras' "auto" would not: the step is dominated by
-    the flow's K small elementwise steps, which XLA fuses (training speed in
-    docs/RESULTS.md, `benchmarks/bench_flow_vae.py`).
-    """
-    super().compile(*args, jit_compile=False, **kwargs)
-    # What the user asked for, so that a saved model compiles as this one.
-    self._compile_config.config["jit_compile"] = jit_compile
-    self._jit_compile_arithmetic = (
-        not self.run_eagerly and (jit_compile == "auto" or bool(jit_compile)))
-
-  def compile_from_config(self, config):
-    # Keras does not call an overridden `compile` when loading a model.
-    self.compile(**keras.saving.deserialize_keras_object(config))
-    build_optimizer(self)
-
-  def train_step(self, data):
-    # Outside XLA: XLA would drop the check's Assert, and its stateless
-    # random numbers differ from TensorFlow's for the same seed (a run's
-    # noise would then depend on the compiler).
-    images = self._check_images(images_of(data))
-    noise = self._step_noise(images, self.optimizer.iterations)
-    step_arithmetic = self._train_step_arithmetic
-    if (getattr(self, "_jit_compile_arithmetic", False) and
-        not tf.distribute.has_strategy()):
-      # Created per trace of `train_step`, not kept on the model, so no
-      # SavedModel export picks up an XLA function.
-      step_arithmetic = tf.function(step_arithmetic, jit_compile=True)
-    return step_arithmetic(images, noise)
-
-  def _train_step_arithmetic(self, images, noise):
-    step = self.optimizer.iterations
-    beta = self.beta(step)
-    with tf.GradientTape() as tape:
-      terms = self._free_energy_terms(images, beta, step, noise)
-      loss = tf.reduce_mean(terms[0])
-    applied = minimize(self, tape, loss)
-    self._update_metrics(terms, beta, applied)
-    return metric_logs(self.metrics, skipped_steps=self.skipped_steps.value)
-
-  def test_step(self, data):
-    # Step -1: evaluation noise that no training step draws.
-    beta = tf.constant(1.)
-    images = self._check_images(images_of(data))
-    noise = self._step_noise(images, -1)
-    self._update_metrics(self._free_energy_terms(images, beta, -1, noise),
-                         beta)
-    return metric_logs(self.metrics)
-
-  def fit(self, x=None, *args, non_finite="stop", **kwargs):
-    """Keras' `fit`. `non_finite`: what to do after a step with a non-finite
-    loss or gradient (never applied to the weights): `"stop"` raises
-    `tfp_flows.callbacks.NonFiniteLossError`, `"skip"` goes on and counts it
-    (`skipped_steps` in the logs)."""
-    kwargs = prepare_fit(self, x, kwargs, non_finite)
-    return super().fit(x, *args, **kwargs)
+  def objective(self, images, noise, training):
+    # Annealed in training; the plain negative ELBO (beta = 1) in evaluation.
+    beta = self.beta(self.optimizer.iterations) if training else tf.constant(1.)
+    free_energy, log_likelihood, kl = self.free_energy_terms(images, noise,
+                                                             beta)
+    return tf.reduce_mean(free_energy), {
+        "loss": free_energy, "elbo": log_likelihood - kl,
+        "reconstruction": log_likelihood, "kl": kl, "beta": beta}
 
   # Encoding, decoding, sampling --------------------------------------------
 
@@ -457,3 +378,41 @@ class FlowVAE(keras.Model):
     latents = (tf.random.normal(shape) if seed is None else
                tf.random.stateless_normal(shape, seed=[seed, 3]))
     return self.decode(latents)
+
+  # Serving -----------------------------------------------------------------
+
+  def serving_endpoints(self):
+    """TF Serving's signatures (`tfp_flows.export`): `elbo` (the default),
+    `encode`, `decode`, `sample`; images uint8 `[N, H, W, C]` of 0/1,
+    latents float32 `[N, D]`."""
+
+    def binary(images):
+      images = export.checked_shape(images, self.image_shape, "images")
+      with tf.control_dependencies([tf.debugging.assert_less_equal(
+          images, tf.constant(1, images.dtype),
+          message="FlowVAE expects binary images (pixel values 0 or 1)")]):
+        return tf.identity(images)
+
+    def elbo(images):
+      return {"elbo": self.elbo(binary(images))}
+
+    def encode(images):
+      mean, latents = self.encode(binary(images))
+      return {"mean": mean, "latents": latents}
+
+    def decode(latents):
+      return {"probs": self.decode(
+          export.checked_shape(latents, (self.latent_dim,), "latents"))}
+
+    def sample(num_samples):
+      probs = self.sample(export.checked_num_samples(num_samples))
+      draws = tf.random.uniform(tf.shape(probs)) < probs
+      return {"images": tf.cast(draws, tf.uint8), "probs": probs}
+
+    images = export.images_spec(self.image_shape)
+    return {
+        "elbo": (elbo, [images]),
+        "encode": (encode, [images]),
+        "decode": (decode, [export.latents_spec(self.latent_dim)]),
+        "sample": (sample, [tf.TensorSpec([], tf.int32, name="num_samples")]),
+    }

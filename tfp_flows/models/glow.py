@@ -6,14 +6,10 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import channels_first_flatten, squeeze
-from tfp_flows.layers import (ActNormLayer, AffineCouplingLayer,
-                              InvertibleConv1x1Layer)
-from tfp_flows.models.common import (add_skipped_steps, check_values,
-                                     checked_latents, global_batch_noise,
-                                     images_of, metric_logs, minimize,
-                                     prepare_fit, skip_symbolic_build,
-                                     step_seed)
+from tfp_flows import export
+from tfp_flows.layers import GlowArchitecture
+from tfp_flows.models.base import FlowModel
+from tfp_flows.validation import check_values, checked_latents
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -24,7 +20,7 @@ NUM_PIXEL_VALUES = 256
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
-class GlowModel(keras.Model):
+class GlowModel(FlowModel):
   """Multi-scale Glow on 8-bit images, trained by maximum likelihood.
 
   Data-to-latent, per level `l = 0..L-1` on images scaled to `[-1/2, 1/2)`:
@@ -51,9 +47,12 @@ class GlowModel(keras.Model):
       single-device run would).
   """
 
+  metric_names = ("loss", "bits_per_dim")
+  needs_initialization = True  # ActNorm's data-dependent initialization
+
   def __init__(self, image_shape=(28, 28, 1), num_levels=2, num_steps=8,
                hidden_channels=64, seed=0, **kwargs):
-    super().__init__(**kwargs)
+    super().__init__(seed=seed, **kwargs)
     height, width, channels = (int(s) for s in image_shape)
     if num_levels < 1 or num_steps < 1 or hidden_channels < 1:
       raise ValueError(
@@ -67,81 +66,34 @@ class GlowModel(keras.Model):
     self.num_levels = num_levels
     self.num_steps = num_steps
     self.hidden_channels = hidden_channels
-    self.seed = seed
     self.event_size = height * width * channels
-
-    # Per level: the input shape, and how many squeezed channels exit there.
-    self._level_shapes, self._exit_channels = [], []
-    h, w, c = height, width, channels
-    for level in range(num_levels):
-      self._level_shapes.append((h, w, c))
-      h, w, c = h // 2, w // 2, 4 * c
-      exit_channels = c // 2 if level < num_levels - 1 else c
-      self._exit_channels.append(exit_channels)
-      c -= exit_channels if level < num_levels - 1 else 0
-
-    # Flat lists (step k of level l at l * K + k): Keras tracks them.
+    self.architecture = GlowArchitecture(self.image_shape, num_levels,
+                                         num_steps, hidden_channels, seed)
+    # The architecture is a plain object: Keras tracks its layers through
+    # these flat lists (step k of level l at l * K + k), filled step by step
+    # so the weights and optimizer slots keep the names and order of `.keras`
+    # files saved before the architecture had a class of its own.
     self.actnorms, self.convolutions, self.couplings = [], [], []
-    for level, (h, w, c) in enumerate(self._level_shapes):
-      step_shape = (None, h // 2, w // 2, 4 * c)
-      for step in range(num_steps):
-        actnorm = ActNormLayer(name=f"actnorm_{level}_{step}")
-        convolution = InvertibleConv1x1Layer(
-            seed=seed * 1000 + level * num_steps + step,
-            name=f"conv1x1_{level}_{step}")
-        coupling = AffineCouplingLayer(hidden_channels,
-                                       name=f"coupling_{level}_{step}")
-        for layer in (actnorm, convolution, coupling):
-          layer.build(step_shape)
+    for level in self.architecture.levels:
+      for actnorm, convolution, coupling in level.steps:
         self.actnorms.append(actnorm)
         self.convolutions.append(convolution)
         self.couplings.append(coupling)
-    self.actnorm_initialized = self.add_weight(
-        shape=(), initializer="zeros", trainable=False,
-        name="actnorm_initialized")
-    self.skipped_steps = add_skipped_steps(self)
-    self.loss_tracker = keras.metrics.Mean(name="loss")
-    self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
     self.built = True
 
   def get_config(self):
     return {**super().get_config(), "image_shape": self.image_shape,
             "num_levels": self.num_levels, "num_steps": self.num_steps,
-            "hidden_channels": self.hidden_channels, "seed": self.seed}
+            "hidden_channels": self.hidden_channels}
 
   # The flow ---------------------------------------------------------------
-
-  def _steps(self, level):
-    k = self.num_steps
-    return zip(self.actnorms[level * k:(level + 1) * k],
-               self.convolutions[level * k:(level + 1) * k],
-               self.couplings[level * k:(level + 1) * k])
-
-  def _level_to_latent(self, level):
-    """Data-to-latent bijector from level `level`'s input to its latents."""
-    h, w, c = self._level_shapes[level]
-    parts = [squeeze(h, w, c, name=f"squeeze_{level}")]
-    for actnorm, convolution, coupling in self._steps(level):
-      parts += [actnorm.bijector(), convolution.bijector(), coupling.bijector()]
-    parts.append(channels_first_flatten(h // 2, w // 2, 4 * c))
-    if level < self.num_levels - 1:
-      next_h, next_w, next_c = self._level_shapes[level + 1]
-      onward = tfb.Chain([
-          self._level_to_latent(level + 1),
-          tfb.Invert(channels_first_flatten(next_h, next_w, next_c)),
-      ])
-      parts.append(tfb.Blockwise(
-          [tfb.Identity(), onward],
-          block_sizes=[self._exit_channels[level] * next_h * next_w,
-                       next_c * next_h * next_w],
-          name=f"split_{level}"))
-    return tfb.Chain(parts[::-1], name=f"level_{level}")
 
   @property
   def flow(self):
     """The `tfb.Bijector` from latents `[..., D]` to images `[..., H, W, C]`
     in `[0, 1)`, built from the current weights."""
-    data_to_latent = tfb.Chain([self._level_to_latent(0), tfb.Shift(-0.5)])
+    data_to_latent = tfb.Chain([self.architecture.data_to_latent(),
+                                tfb.Shift(-0.5)])
     return tfb.Invert(data_to_latent, name="glow")
 
   @property
@@ -193,46 +145,13 @@ class GlowModel(keras.Model):
 
   # ActNorm's data-dependent initialization --------------------------------
 
-  @property
-  def is_initialized(self):
-    return bool(self.actnorm_initialized.numpy() > 0.5)
-
-  def initialize(self, images):
-    """Data-dependent ActNorm initialization from `images`, once.
-
-    Walks the data-to-latent direction step by step and sets each ActNorm
-    so its outputs on this batch are zero-mean, unit-variance per channel.
-    Called in cross-replica context (as `fit` does), the assignments reach
-    every replica: all replicas start from the same statistics.
-    """
-    if self.is_initialized:
-      return
-    images = self._check_images(images)
+  def initialize_from(self, images):
+    """Sets each ActNorm so its outputs on `images` (checked 8-bit images)
+    are zero-mean, unit-variance per channel; see `FlowModel.initialize`."""
     if images.shape[0] == 0:
       raise ValueError("GlowModel.initialize: ActNorm's data-dependent "
                        "initialization needs at least one image; got none.")
-    x = self._dequantize(images, 0.5) - 0.5
-    for level, (h, w, c) in enumerate(self._level_shapes):
-      x = squeeze(h, w, c).forward(x)
-      for actnorm, convolution, coupling in self._steps(level):
-        actnorm.initialize_from(x)
-        for layer in (actnorm, convolution, coupling):
-          x = layer.bijector().forward(x)
-      x = x[..., self._exit_channels[level]:]
-    self.actnorm_initialized.assign(1.)
-
-  def fit(self, x=None, y=None, batch_size=None, non_finite="stop", **kwargs):
-    """Keras' `fit`, after ActNorm's initialization on the first batch.
-
-    `non_finite`: what to do after a step with a non-finite loss or gradient
-    (never applied to the weights): `"stop"` raises
-    `tfp_flows.callbacks.NonFiniteLossError`, `"skip"` goes on and counts it
-    (`skipped_steps` in the logs).
-    """
-    if not self.is_initialized:
-      self.initialize(_first_batch(x, batch_size))
-    kwargs = prepare_fit(self, x, kwargs, non_finite)
-    return super().fit(x, y, batch_size=batch_size, **kwargs)
+    self.architecture.initialize_actnorm(self._dequantize(images, 0.5) - 0.5)
 
   # Likelihood -------------------------------------------------------------
 
@@ -253,15 +172,8 @@ class GlowModel(keras.Model):
     if tf.executing_eagerly():
       self.initialize(images)  # a no-op once initialized
     noise = tf.random.stateless_uniform(tf.shape(images), seed=[seed, 0])
-    with tf.control_dependencies([self._assert_initialized()]):
+    with tf.control_dependencies([self.assert_initialized()]):
       return self._log_prob_with_noise(images, noise)
-
-  def _assert_initialized(self):
-    return tf.debugging.assert_equal(
-        self.actnorm_initialized.value, 1.,
-        message="GlowModel: ActNorm is not initialized. Call "
-                "model.initialize(images) (or fit, or log_prob eagerly) on a "
-                "batch of data first.")
 
   def call(self, images, training=False):
     noise = tf.random.stateless_uniform(tf.shape(images), seed=[0, 0])
@@ -269,44 +181,18 @@ class GlowModel(keras.Model):
 
   # Training ---------------------------------------------------------------
 
-  _maybe_symbolic_build = skip_symbolic_build
+  def check_batch(self, data):
+    return self._check_images(super().check_batch(data))
 
-  @property
-  def metrics(self):
-    return [self.loss_tracker, self.bits_per_dim_tracker]
+  def noise_spec(self, images):
+    # Uniform dequantization noise.
+    return (tf.random.stateless_uniform, tf.shape(images)[0],
+            tf.shape(images)[1:])
 
-  def _update_metrics(self, nll, applied=True):
-    """Adds per-example `nll` to the metrics; nothing for a step that was
-    not applied (its values may be NaN, which would poison the means)."""
-    weight = tf.cast(applied, tf.float32)
-    nll = tf.where(applied, nll, 0.)
-    self.loss_tracker.update_state(nll, sample_weight=weight)
-    self.bits_per_dim_tracker.update_state(self.bits_per_dim(-nll),
-                                           sample_weight=weight)
-
-  def _dequantization_noise(self, images, step):
-    return global_batch_noise(tf.random.stateless_uniform,
-                              tf.shape(images)[0], tf.shape(images)[1:],
-                              step_seed(self.seed, step))
-
-  def train_step(self, data):
-    images = self._check_images(images_of(data))
-    noise = self._dequantization_noise(images, self.optimizer.iterations)
-    with tf.GradientTape() as tape, tf.control_dependencies(
-        [self._assert_initialized()]):
-      nll = -self._log_prob_with_noise(images, noise)
-      loss = tf.reduce_mean(nll)
-    applied = minimize(self, tape, loss)
-    self._update_metrics(nll, applied)
-    return metric_logs(self.metrics, skipped_steps=self.skipped_steps.value)
-
-  def test_step(self, data):
-    images = self._check_images(images_of(data))
-    # Step -1: evaluation noise that no training step draws.
-    nll = -self._log_prob_with_noise(images,
-                                     self._dequantization_noise(images, -1))
-    self._update_metrics(nll)
-    return metric_logs(self.metrics)
+  def objective(self, images, noise, training):
+    nll = -self._log_prob_with_noise(images, noise)
+    return tf.reduce_mean(nll), {"loss": nll,
+                                 "bits_per_dim": self.bits_per_dim(-nll)}
 
   # Sampling and the latent space ------------------------------------------
 
@@ -336,8 +222,40 @@ class GlowModel(keras.Model):
       return tf.zeros([0, *self.image_shape], tf.uint8)
     return self._quantize(self.flow.forward(latents))
 
+  # Serving -----------------------------------------------------------------
 
-def _first_batch(x, batch_size):
-  if isinstance(x, tf.data.Dataset):
-    return images_of(next(iter(x.take(1))))
-  return images_of(x)[:batch_size or 32]
+  def serving_endpoints(self):
+    """TF Serving's signatures (`tfp_flows.export`): `log_prob` (the
+    default), `sample`, `encode`, `decode`; images uint8 `[N, H, W, C]`,
+    latents float32 `[N, D]`."""
+    if not self.is_initialized:
+      raise ValueError(
+          "export_saved_model: the GlowModel's ActNorm is not initialized; "
+          "train it, or call model.initialize(images), before exporting.")
+
+    def checked(images):
+      return export.checked_shape(images, self.image_shape, "images")
+
+    def log_prob(images):
+      log_p = self.log_prob(checked(images))
+      return {"log_prob": log_p, "bits_per_dim": self.bits_per_dim(log_p)}
+
+    def sample(num_samples, temperature):
+      return {"images": self.sample(export.checked_num_samples(num_samples),
+                                    temperature=temperature)}
+
+    def encode(images):
+      return {"latents": self.encode(checked(images))}
+
+    def decode(latents):
+      return {"images": self.decode(
+          export.checked_shape(latents, (self.event_size,), "latents"))}
+
+    images = export.images_spec(self.image_shape)
+    return {
+        "log_prob": (log_prob, [images]),
+        "sample": (sample, [tf.TensorSpec([], tf.int32, name="num_samples"),
+                            tf.TensorSpec([], tf.float32, name="temperature")]),
+        "encode": (encode, [images]),
+        "decode": (decode, [export.latents_spec(self.event_size)]),
+    }

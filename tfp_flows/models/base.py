@@ -1,0 +1,375 @@
+"""`FlowModel`: the training mechanics every flow model shares.
+
+A model subclasses `FlowModel` and writes what is its own:
+
+```none
+metric_names                  class attribute: the Mean metrics it reports,
+                              "loss" first
+check_batch(data)             the checked inputs of a Keras batch (eager
+                              errors and graph assertions; runs outside XLA)
+noise_spec(batch)             (stateless sampler, batch size, event shape)
+                              of its per-step noise, or None
+objective(batch, noise, training)
+                              (scalar loss, {metric name: per-example or
+                              scalar values})
+serving_endpoints()           {signature: (fn, input_signature)}, what
+                              tfp_flows.export writes
+initialize_from(batch)        only with needs_initialization = True: the
+                              data-dependent initialization (ActNorm)
+```
+
+and the base class does the rest, the same way for every model: `fit` (the
+data-dependent initialization on the first global batch, the optimizer built
+before the first step, `non_finite=` and its `NonFiniteGuard`), a
+`train_step` that applies a step only if its loss and gradients are finite on
+every replica (`skipped_steps` counts the others), noise for the global batch
+from the stateless seed `[seed, step]`, metrics that a skipped step leaves
+alone, `compile(jit_compile=...)` that compiles the step's arithmetic but
+never its input checks, and the workarounds distribution needs. Every
+private Keras/TensorFlow hook is in `tfp_flows._internal`.
+"""
+
+import inspect
+
+import keras
+import tensorflow as tf
+
+from tfp_flows import _internal
+from tfp_flows.callbacks import NonFiniteGuard
+
+__all__ = ["FlowModel", "global_batch_noise", "images_of", "step_seed"]
+
+
+class FlowModel(_internal.KerasTrainerHooks, keras.Model):
+  """Base class of the flow models: a Keras 3 model whose subclasses write
+  their objective, sampling and serving contract (module docstring).
+
+  Args:
+    seed: seeds the training noise, drawn for step `t` from the stateless
+      seed `[seed, t]`: a resumed run and a run under a distribution
+      strategy draw what an uninterrupted single-device run would.
+  """
+
+  #: The `keras.metrics.Mean` trackers `train_step` / `test_step` report,
+  #: each `{name}_tracker`; `objective` returns a value for each.
+  metric_names = ("loss",)
+  #: What `compile(jit_compile="auto")` means for this model when it runs
+  #: outside a distribution strategy: XLA for the step's arithmetic or not.
+  jit_compile_by_default = False
+  #: Whether `initialize_from(batch)` must run once before training.
+  needs_initialization = False
+
+  def __init__(self, seed=0, **kwargs):
+    super().__init__(**kwargs)
+    self.seed = seed
+    for name in self.metric_names:
+      setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
+    # Non-trainable weights, so checkpoints keep them. (Their order is that
+    # of `.keras` files saved before this base class existed.)
+    if self.needs_initialization:
+      self.initialized = self.add_weight(
+          shape=(), initializer="zeros", trainable=False, name="initialized")
+    self.skipped_steps = self.add_weight(
+        shape=(), dtype="int64", initializer="zeros", trainable=False,
+        aggregation="only_first_replica", name="skipped_steps")
+    self._jit_compile_arithmetic = False
+
+  def get_config(self):
+    return {**super().get_config(), "seed": self.seed}
+
+  # What a subclass writes ----------------------------------------------------
+
+  def check_batch(self, data):
+    """The model's inputs from a Keras `data` batch, checked."""
+    return images_of(data)
+
+  def noise_spec(self, batch):
+    """`(sampler, batch_size, event_shape)` of a step's noise, `sampler` a
+    stateless TensorFlow sampler (`tf.random.stateless_normal`); `None`: no
+    noise."""
+    return None
+
+  def objective(self, batch, noise, training):
+    """`(loss, values)`: the scalar loss of `batch` (the mean over this
+    replica's examples) and `{name: values}` for every name in
+    `metric_names` (per-example `[N]` or a scalar)."""
+    raise NotImplementedError
+
+  def initialize_from(self, batch):
+    """Data-dependent initialization from a checked batch (eager, in
+    cross-replica context); models with `needs_initialization`."""
+    raise NotImplementedError
+
+  def serving_endpoints(self):
+    """`{signature name: (fn, [tf.TensorSpec, ...])}` for
+    `tfp_flows.export.export_saved_model`, `serving_default` first."""
+    raise NotImplementedError(
+        f"{type(self).__name__} defines no serving signatures.")
+
+  # Data-dependent initialization ---------------------------------------------
+
+  @property
+  def is_initialized(self):
+    if not self.needs_initialization:
+      return True
+    return bool(self.initialized.numpy() > 0.5)
+
+  def initialize(self, batch):
+    """The data-dependent initialization from `batch`, once (a no-op after).
+
+    Called in cross-replica context (as `fit` does, on the first global
+    batch), its assignments reach every replica: all start from the same
+    statistics.
+    """
+    if self.is_initialized:
+      return
+    self.initialize_from(self.check_batch(batch))
+    self.initialized.assign(1.)
+
+  def assert_initialized(self):
+    """An op that fails, saying what to do, unless initialized."""
+    if not self.needs_initialization:
+      return tf.no_op()
+    return tf.debugging.assert_equal(
+        self.initialized.value, 1.,
+        message=f"{type(self).__name__} is not initialized (data-dependent "
+                f"initialization). Call model.initialize(batch), fit, or "
+                f"log_prob eagerly on a batch of data first.")
+
+  # Training ------------------------------------------------------------------
+
+  @property
+  def metrics(self):
+    return [getattr(self, f"{name}_tracker") for name in self.metric_names]
+
+  def compile(self, *args, jit_compile="auto", **kwargs):
+    """Keras' `compile`; `jit_compile` XLA-compiles the training step's
+    arithmetic but not its input checks or noise.
+
+    Keras' own `jit_compile` compiles all of `train_step`, and XLA drops
+    `tf.debugging.Assert` (bad images would train silently) and draws other
+    stateless random numbers than TensorFlow for the same runtime seed. So
+    Keras compiles nothing here, and `train_step` checks the batch and draws
+    the noise in TensorFlow, then runs the objective, its gradient and the
+    optimizer update as one XLA function. `"auto"` means
+    `jit_compile_by_default`; never under a distribution strategy (whose
+    `merge_call`s XLA cannot hold) or with `run_eagerly`.
+    """
+    # The user's value goes into the compile config, so a loaded model
+    # compiles as this one; `jit_compile` (public) then turns Keras' own off.
+    super().compile(*args, jit_compile=jit_compile, **kwargs)
+    self.jit_compile = False
+    self._jit_compile_arithmetic = not self.run_eagerly and (
+        self.jit_compile_by_default if jit_compile == "auto"
+        else bool(jit_compile))
+
+  def compile_from_config(self, config):
+    # Keras does not call an overridden `compile` when loading a model.
+    self.compile(**keras.saving.deserialize_keras_object(config))
+    self._build_optimizer()
+
+  def fit(self, x=None, *args, non_finite="stop", **kwargs):
+    """Keras' `fit`, after the data-dependent initialization (on the first
+    batch) and with the optimizer built before the first step.
+
+    `non_finite`: what to do after a step with a non-finite loss or gradient
+    (never applied to the weights): `"stop"` raises
+    `tfp_flows.callbacks.NonFiniteLossError`, `"skip"` goes on and counts it
+    (`skipped_steps` in the logs). A `NonFiniteGuard` goes first among the
+    callbacks, so a checkpointing callback writes only after it has seen
+    the epoch.
+    """
+    arguments = inspect.signature(keras.Model.fit).bind(
+        self, x, *args, **kwargs).arguments
+    arguments.pop("self")
+    if not self.is_initialized:
+      self.initialize(_first_batch(x, arguments.get("batch_size")))
+    self._build_optimizer()
+    if isinstance(x, tf.data.Dataset):
+      arguments.setdefault("shuffle", False)  # a Dataset shuffles itself
+    callbacks = list(arguments.get("callbacks") or [])
+    if not any(isinstance(c, NonFiniteGuard) for c in callbacks):
+      callbacks.insert(0, NonFiniteGuard(non_finite))
+    arguments["callbacks"] = callbacks
+    return super().fit(**arguments)
+
+  def _build_optimizer(self):
+    """Creates the optimizer's slot variables before the first `fit` step.
+
+    Created inside the first step instead, they make `tf.function` trace
+    `train_step` twice (once to lift the new variables): twice the tracing
+    time and more peak memory (docs/RESULTS.md, bench_glow.py).
+    """
+    if self.optimizer is not None and not self.optimizer.built:
+      # In the model's strategy: `fit` may be called outside `scope()`.
+      with self.distribute_strategy.scope():
+        self.optimizer.build(self.trainable_variables)
+
+  def step_noise(self, batch, step):
+    """This replica's rows of the noise of training step `step` (-1 for
+    evaluation), drawn for the global batch (`global_batch_noise`)."""
+    spec = self.noise_spec(batch)
+    if spec is None:
+      return None
+    sampler, batch_size, event_shape = spec
+    return global_batch_noise(sampler, batch_size, event_shape,
+                              step_seed(self.seed, step))
+
+  def train_step(self, data):
+    # Outside XLA: XLA would drop the checks' Asserts, and its stateless
+    # random numbers differ from TensorFlow's for the same seed (a run's
+    # noise would then depend on the compiler).
+    batch = self.check_batch(data)
+    noise = self.step_noise(batch, self.optimizer.iterations)
+    arithmetic = self._train_step_arithmetic
+    if self._jit_compile_arithmetic and not tf.distribute.has_strategy():
+      # Created per trace of `train_step`, not kept on the model, so no
+      # SavedModel export picks up an XLA function.
+      arithmetic = tf.function(arithmetic, jit_compile=True)
+    return arithmetic(batch, noise)
+
+  def _train_step_arithmetic(self, batch, noise):
+    with tf.GradientTape() as tape, tf.control_dependencies(
+        [self.assert_initialized()]):
+      loss, values = self.objective(batch, noise, training=True)
+    applied = self._apply_if_finite(tape, loss)
+    self._update_metrics(values, applied)
+    return self._logs(skipped_steps=self.skipped_steps.value)
+
+  def test_step(self, data):
+    batch = self.check_batch(data)
+    # Step -1: evaluation noise that no training step draws.
+    _, values = self.objective(batch, self.step_noise(batch, -1),
+                               training=False)
+    self._update_metrics(values)
+    return self._logs()
+
+  def _apply_if_finite(self, tape, loss):
+    """One optimizer step on the per-replica mean `loss` on `tape`, unless
+    the loss or a gradient is not finite on some replica.
+
+    Under a distribution strategy the optimizer sums the replicas'
+    gradients; dividing each by the number of replicas makes the sum the
+    gradient of the global-batch mean (Keras' own `train_step` scales its
+    loss for this too).
+
+    A step whose loss or gradients hold a NaN or inf on any replica is not
+    applied on any: the weights and the optimizer state (including its step
+    counter) stay as they were, and `skipped_steps` counts it. So no
+    non-finite value ever reaches the weights; `NonFiniteGuard` then stops
+    training or lets it go on.
+
+    Returns:
+      Boolean scalar: whether the step was applied.
+    """
+    variables = self.trainable_variables
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    # Seeding the backward pass with 1/replicas differentiates
+    # loss / replicas without recording the division on the caller's tape.
+    gradients = tape.gradient(loss, variables,
+                              output_gradients=tf.ones_like(loss) / replicas)
+    finite = tf.reduce_all(
+        [tf.reduce_all(tf.math.is_finite(loss))] +
+        [tf.reduce_all(tf.math.is_finite(g)) for g in gradients
+         if g is not None])
+    context = tf.distribute.get_replica_context()
+    if replicas > 1:
+      # One decision for every replica: the optimizer's all-reduce would
+      # carry one replica's NaN to all of them. (ReduceOp has no MIN: count
+      # the replicas that are not finite.)
+      not_finite = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                      1. - tf.cast(finite, tf.float32))
+      finite = tf.equal(not_finite, 0.)
+
+    def apply(gradients):
+      self.optimizer.apply_gradients(zip(gradients, variables))
+
+    def skip():
+      self.skipped_steps.assign_add(1)
+
+    # Under any strategy but the default one (even with a single replica),
+    # `apply_gradients` may synchronize through `merge_call`.
+    if (not tf.distribute.has_strategy() or
+        _internal.strategy_supports_no_merge_call()):
+      tf.cond(finite, lambda: apply(gradients), skip)
+    else:
+      # The optimizer's update calls `merge_call`, which a `cond` branch in
+      # a replica context cannot; decide in the cross-replica context, as
+      # Keras' LossScaleOptimizer does for the same reason. The gradients go
+      # through `merge_call`'s arguments to arrive there as per-replica
+      # values.
+      def decide(distribution, finite, gradients):
+        def apply_on_each_replica():
+          distribution.extended.call_for_each_replica(apply, args=(gradients,))
+        tf.cond(distribution.experimental_local_results(finite)[0],
+                apply_on_each_replica, skip)
+      context.merge_call(decide, args=(finite, gradients))
+    return finite
+
+  def _update_metrics(self, values, applied=True):
+    """Adds `values` to the metrics; nothing for a step that was not
+    applied (its values may be NaN, which would poison the means)."""
+    weight = tf.cast(applied, tf.float32)
+    for name in self.metric_names:
+      value = tf.where(applied, values[name], 0.)
+      getattr(self, f"{name}_tracker").update_state(value, sample_weight=weight)
+
+  def _logs(self, **values):
+    """What a `train_step` / `test_step` returns: `{name: result}` of the
+    metrics, and `values` (scalars) beside them.
+
+    Across workers, Keras 3's TensorFlow trainer reduces each returned value
+    with `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars
+    (tensorflow/tensorflow#72388); there the results go out as vectors of
+    one element, which that reduction turns back into scalars.
+    """
+    logs = {metric.name: metric.result() for metric in self.metrics}
+    logs.update({name: tf.convert_to_tensor(value)
+                 for name, value in values.items()})
+    if _internal.in_multi_worker_mode(tf.distribute.get_strategy()):
+      logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
+
+
+def images_of(data):
+  """The inputs of a Keras `data` batch: `x` of `(x, ...)` or `x` itself."""
+  return data[0] if isinstance(data, (tuple, list)) else data
+
+
+def global_batch_noise(sample, batch_size, event_shape, seed):
+  """This replica's rows of noise drawn for the whole global batch.
+
+  `sample(shape, seed)` is a stateless sampler (`tf.random.stateless_normal`
+  or `stateless_uniform`). Without a strategy it draws `[batch_size,
+  *event_shape]`. Under one, every replica draws the same noise for the
+  global batch from the same `seed` and keeps the rows of its own examples,
+  so a step is the same computation as on one device with the same global
+  batch: the replicas' noise neither repeats across replicas nor depends on
+  their number. The replicas' batch sizes are gathered (the last batch of an
+  epoch may split unevenly).
+  """
+  seed = tf.cast(seed, tf.int64)
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  context = tf.distribute.get_replica_context()
+  if replicas == 1 or context is None:
+    return sample(tf.concat([[batch_size], event_shape], 0), seed=seed)
+  sizes = context.all_gather(tf.reshape(tf.cast(batch_size, tf.int32), [1]),
+                             axis=0)
+  offset = tf.reduce_sum(sizes[:context.replica_id_in_sync_group])
+  noise = sample(tf.concat([[tf.reduce_sum(sizes)], event_shape], 0),
+                 seed=seed)
+  return noise[offset:offset + batch_size]
+
+
+def step_seed(seed, step):
+  """The stateless seed `[seed, step]` of training step `step`: the noise of a
+  step is a function of the step alone, so a resumed run draws what an
+  uninterrupted one would have."""
+  return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+
+
+def _first_batch(x, batch_size):
+  if isinstance(x, tf.data.Dataset):
+    return images_of(next(iter(x.take(1))))
+  return images_of(x)[:batch_size or 32]
