@@ -357,7 +357,9 @@ def _log_softplus(x):
   # float64, and softplus(x) may be subnormal or 0 there.
   small = x < -20.
   return tf.where(small, x - 0.5 * tf.exp(tf.minimum(x, 0.)),
-                  tf.math.log(tf.math.softplus(tf.where(small, 0., x))))
+                  # (A Python 0. first would make the select float32.)
+                  tf.math.log(tf.math.softplus(tf.where(small, tf.zeros_like(x),
+                                                        x))))
 
 
 def _log_sech_sq(h):

@@ -1,0 +1,160 @@
+"""Every public bijector and flow path in every dtype and execution mode a
+user can reach: {float32, float64} x {eager, tf.function, XLA}, values of
+both directions and both log-dets, and gradients for inputs and parameters,
+each against the eager float64 result.
+
+A new bijector or flow family goes into `CASES` (DEVELOPERS.md).
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
+                                 Planar, Radial, channels_first_flatten,
+                                 family_names, get_family, squeeze)
+
+tfb = tfp.bijectors
+
+DTYPES = (tf.float32, tf.float64)
+MODES = ("eager", "function", "xla")
+# Relative to the scale of the float64 values: float32 rounding amplified a
+# little by the maps (their Jacobians here are O(1)); float64 to its own.
+TOLERANCE = {tf.float32: 2e-5, tf.float64: 1e-11}
+
+
+def _rng(seed):
+  return np.random.default_rng(seed)
+
+
+def _planar():
+  rng = _rng(0)
+  params = [rng.normal(size=(3,)), rng.normal(size=(3,)), rng.normal()]
+  return (lambda u, w, b: Planar(u, w, b)), params, rng.normal(size=(4, 3)), 1
+
+
+def _radial():
+  rng = _rng(1)
+  params = [rng.normal(size=(3,)), rng.normal(), rng.normal()]
+  return ((lambda z0, raw_alpha, raw_beta: Radial.from_unconstrained(
+      z0, raw_alpha, raw_beta)), params, rng.normal(size=(4, 3)), 1)
+
+
+def _actnorm():
+  rng = _rng(2)
+  params = [rng.normal(size=(4,)), 0.3 * rng.normal(size=(4,))]
+  return ((lambda shift, log_scale: ActNorm(shift, log_scale)), params,
+          rng.normal(size=(2, 2, 2, 4)), 3)
+
+
+def _conv1x1():
+  rng = _rng(3)
+  lower_upper, permutation = tf.linalg.lu(
+      tf.constant(rng.normal(size=(4, 4)) + 2. * np.eye(4)))
+  # The permutation is an integer parameter: fixed, not differentiated.
+  return ((lambda lu: InvertibleConv1x1(lu, permutation)),
+          [lower_upper.numpy()], rng.normal(size=(2, 2, 2, 4)), 3)
+
+
+def _affine_coupling():
+  rng = _rng(4)
+  params = [0.5 * rng.normal(size=(1, 1, 2, 4)), 0.1 * rng.normal(size=(4,))]
+
+  def make(kernel, bias):
+    def network(x_a):  # a 1x1 convolution, in the input's dtype
+      return tf.nn.conv2d(x_a, kernel, strides=1, padding="SAME") + bias
+    return AffineCoupling(network)
+  return make, params, rng.normal(size=(2, 2, 2, 4)), 3
+
+
+def _squeeze():
+  return (lambda: squeeze(4, 4, 2)), [], _rng(5).normal(size=(2, 4, 4, 2)), 3
+
+
+def _flatten():
+  return ((lambda: channels_first_flatten(2, 2, 3)), [],
+          _rng(6).normal(size=(2, 2, 2, 3)), 3)
+
+
+CASES = {"planar": _planar, "radial": _radial, "actnorm": _actnorm,
+         "conv1x1": _conv1x1, "affine_coupling": _affine_coupling,
+         "squeeze": _squeeze, "channels_first_flatten": _flatten}
+
+
+def _bijector_outputs(make, event_ndims, x, params):
+  """Forward, inverse of the (cache-defeated) forward, both log-dets, and
+  gradients of a scalar of all of them for `x` and the parameters."""
+  with tf.GradientTape() as tape:
+    tape.watch([x] + params)
+    bijector = make(*params)
+    y = bijector.forward(x)
+    x_back = bijector.inverse(tf.identity(y))
+    fldj = bijector.forward_log_det_jacobian(x, event_ndims=event_ndims)
+    ildj = bijector.inverse_log_det_jacobian(
+        tf.identity(y), event_ndims=bijector.forward_event_ndims(event_ndims))
+    objective = (tf.reduce_sum(tf.sin(y)) + tf.reduce_sum(tf.cos(x_back))
+                 + tf.reduce_sum(fldj) + tf.reduce_sum(ildj))
+  gradients = tape.gradient(objective, [x] + params)
+  return [y, x_back, fldj, ildj] + gradients
+
+
+def _run(compute, dtype, mode, x, params):
+  x = tf.constant(x, dtype)
+  params = [tf.constant(p, dtype) for p in params]
+  if mode == "eager":
+    return compute(x, params)
+  function = tf.function(lambda x, *params: compute(x, list(params)),
+                         jit_compile=(mode == "xla"), autograph=False)
+  return function(x, *params)
+
+
+def _assert_matches(got, want, dtype):
+  assert len(got) == len(want)
+  for g, w in zip(got, want):
+    assert g is not None and g.dtype == dtype
+    w = np.asarray(w, np.float64)
+    scale = max(1., np.abs(w).max())
+    np.testing.assert_allclose(np.asarray(g, np.float64), w, rtol=0.,
+                               atol=TOLERANCE[dtype] * scale)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bijector(case, dtype, mode):
+  make, params, x, event_ndims = CASES[case]()
+
+  def compute(x, params):
+    return _bijector_outputs(make, event_ndims, x, params)
+
+  want = _run(compute, tf.float64, "eager", x, params)
+  _assert_matches(_run(compute, dtype, mode, x, params), want, dtype)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("family", family_names())
+def test_flow_family_paths(family, dtype, mode):
+  """A family's vectorized path and its chain of bijectors (through the
+  inverse, too), with gradients for the parameters and `z`."""
+  family = get_family(family)
+  dim, num_flows = 3, 4
+  rng = _rng(7)
+  params = 0.5 * rng.normal(size=(2, num_flows, family.param_size(dim)))
+  z = rng.normal(size=(5, 2, dim))
+
+  def compute(z, params):
+    (params,) = params
+    with tf.GradientTape() as tape:
+      tape.watch([z, params])
+      y, log_det = family.forward_and_log_det(params, dim, z)
+      chain = tfb.Chain(list(reversed(family.bijectors(params, dim))))
+      z_back = chain.inverse(tf.identity(y))
+      ildj = chain.inverse_log_det_jacobian(tf.identity(y), event_ndims=1)
+      objective = (tf.reduce_sum(tf.sin(y)) + tf.reduce_sum(log_det)
+                   + tf.reduce_sum(tf.cos(z_back)) + tf.reduce_sum(ildj))
+    return [y, log_det, z_back, ildj] + tape.gradient(objective, [z, params])
+
+  want = _run(compute, tf.float64, "eager", z, [params])
+  _assert_matches(_run(compute, dtype, mode, z, [params]), want, dtype)
