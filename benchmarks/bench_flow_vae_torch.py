@@ -69,7 +69,7 @@ class FlowVAE(nn.Module):
         module for i in range(len(hidden_units))
         for module in (dense(widths[i], widths[i + 1]), nn.ReLU())])
     self.posterior_head = dense(widths[-1], 2 * latent_dim)
-    # Per step [u (D), w (D), b (1)], as flow_param_size("planar", D).
+    # Per step [u (D), w (D), b (1)], as PLANAR.param_size(D) in tfp_flows.
     self.flow_head = dense(widths[-1], num_flows * (2 * latent_dim + 1))
     widths = (latent_dim,) + tuple(reversed(hidden_units))
     self.decoder = nn.Sequential(*[

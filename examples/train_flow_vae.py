@@ -20,11 +20,16 @@ for TF Serving in the next numbered version folder.
 --strategy mirrored trains on every local GPU; --strategy multi_worker on a
 cluster described by TF_CONFIG, one process per machine running this same
 command (README, "Many machines").
+
+Exit codes: 0 done (also when a rerun finds every epoch done), 2 bad flags,
+data or strategy, 3 a non-finite step with --non-finite stop. The harness
+(strategy, seed, checkpoints, callbacks, exports, metrics.json) is
+tfp_flows.training, usable from Python; this script parses the flags and
+adds the VAE's own model, data and reporting.
 """
 
 import argparse
 import inspect
-import json
 import os
 import pathlib
 import sys
@@ -35,13 +40,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfp_flows import cli, data, distribute, plotting  # noqa: E402
-from tfp_flows.callbacks import (NonFiniteLossError,  # noqa: E402
-                                 ReconstructionGridCallback, epoch_log,
-                                 read_epoch_log, save_vae_grids)
+from tfp_flows import cli, data, training  # noqa: E402
+from tfp_flows.callbacks import (ReconstructionGridCallback,  # noqa: E402
+                                 save_vae_grids)
 from tfp_flows.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
-from tfp_flows.export import export_saved_model  # noqa: E402
 from tfp_flows.models import FlowVAE  # noqa: E402
 
 OPTIMIZERS = {
@@ -97,68 +100,33 @@ def parse_args(argv=None):
   return args
 
 
-def main(argv=None):
-  args = parse_args(argv)
-  try:
-    strategy = distribute.make_strategy(args.strategy, args.cpu_replicas)
-  except ValueError as error:
-    print(f"train_flow_vae.py: {error}", file=sys.stderr)
-    return 2
-  chief = distribute.is_chief(strategy)
-  keras.utils.set_random_seed(args.seed)
-  try:
-    splits = data.load_binarized_mnist(args.data_dir)
-  except data.DataError as error:
-    print(f"train_flow_vae.py: {error}", file=sys.stderr)
-    return 2
+def train(args):
+  # First: the strategy must exist before any other TensorFlow work.
+  run = training.TrainingRun(args.output_dir, args.strategy,
+                             args.cpu_replicas, seed=args.seed)
+  splits = data.load_binarized_mnist(args.data_dir)
   if args.train_size:
     splits["train"] = splits["train"][:args.train_size]
   print({name: images.shape for name, images in splits.items()})
-
-  with strategy.scope():
+  with run.scope():
     model = FlowVAE(latent_dim=args.latent_dim, flow=args.flow,
                     num_flows=args.num_flows, hidden_units=args.hidden_units,
                     image_shape=splits["train"].shape[1:],
                     annealing_steps=args.annealing_steps, seed=args.seed,
                     flow_head_lr_multiplier=args.flow_head_lr_multiplier)
     model.compile(optimizer=OPTIMIZERS[args.optimizer](args.learning_rate))
-  train = data.image_dataset(splits["train"], args.batch_size, shuffle=True,
-                             seed=args.seed)
-  validation = data.image_dataset(splits["validation"], 1000)
-  output_dir = args.output_dir
-  # Every epoch's metrics, appended across resumed runs (before the
-  # checkpoint: see epoch_log).
-  callbacks = [epoch_log(output_dir / "history.csv")] if chief else []
-  callbacks += [
-      # Weights, optimizer state and epoch after every epoch; restored when
-      # the same command is run again (kept after the last epoch, so a rerun
-      # of a finished run trains no further). Two generations, so a run
-      # killed while writing one restarts from the other.
-      keras.callbacks.BackupAndRestore(
-          str(distribute.worker_dir(output_dir / "backup", strategy)),
-          delete_checkpoint=False, double_checkpoint=True),
-  ]
-  if chief:
-    callbacks += [
-        keras.callbacks.TensorBoard(str(output_dir / "logs")),
-        ReconstructionGridCallback(splits["test"], output_dir / "images")]
-  start = time.perf_counter()
-  try:
-    model.fit(train, validation_data=validation,
-                        epochs=args.epochs, callbacks=callbacks,
-                        non_finite=args.non_finite)
-  except NonFiniteLossError as error:
-    print(f"train_flow_vae.py: {error} Rerunning the same command resumes from "
-          f"the last checkpoint; --non-finite skip goes past such steps.",
-          file=sys.stderr)
-    return 3
-  train_seconds = time.perf_counter() - start
-
   test = splits["test"]
+  run.fit(model, data.image_dataset(splits["train"], args.batch_size,
+                                    shuffle=True, seed=args.seed),
+          data.image_dataset(splits["validation"], 1000), args.epochs,
+          chief_callbacks=[ReconstructionGridCallback(
+              test, args.output_dir / "images")],
+          non_finite=args.non_finite)
+
   test_metrics = model.evaluate(data.image_dataset(test, 1000),
                                 return_dict=True)
-  if not chief:
-    return 0
+  if not run.is_chief:
+    return
   eval_images = test[:args.eval_size] if args.eval_size else test
   start = time.perf_counter()
   log_likelihood = importance_log_likelihood(
@@ -167,14 +135,9 @@ def main(argv=None):
   print(f"test -ELBO {-test_metrics['elbo']:.2f} nats; test -log p(x) "
         f"{-log_likelihood.mean():.2f} nats (importance sampling, "
         f"S = {args.eval_samples}, {len(eval_images)} digits)")
-
-  save_vae_grids(model, test, output_dir / "final_images.png",
+  save_vae_grids(model, test, args.output_dir / "final_images.png",
                  suptitle=f"FlowVAE {args.flow} K={model.num_flows}")
-  args.export_dir.mkdir(parents=True, exist_ok=True)
-  model_path = args.export_dir / "flow_vae.keras"
-  model.save(model_path)
-  saved_model_path = export_saved_model(model, args.export_dir)
-  metrics = {
+  run.finish(model, args.export_dir, "flow_vae.keras", {
       "test_negative_elbo": -test_metrics["elbo"],
       "test_negative_log_likelihood": float(-log_likelihood.mean()),
       "test_negative_log_likelihood_stderr": float(
@@ -182,23 +145,13 @@ def main(argv=None):
           if len(log_likelihood) > 1 else np.nan),
       "importance_samples": args.eval_samples,
       "importance_digits": len(eval_images),
-      "epochs": args.epochs,
-      "steps": int(model.optimizer.iterations.numpy()),
-      "train_seconds_this_run": train_seconds,
       "eval_seconds": eval_seconds,
-      "strategy": args.strategy,
-      "replicas": strategy.num_replicas_in_sync,
-      "config": {k: (str(v) if isinstance(v, pathlib.Path) else v)
-                 for k, v in vars(args).items()},
-      "history": read_epoch_log(output_dir / "history.csv"),
-  }
-  output_dir.mkdir(parents=True, exist_ok=True)
-  (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-  plotting.save_learning_curves(output_dir / "learning_curve.png",
-                                metrics["history"], "elbo", "ELBO (nats)")
-  print(f"wrote {output_dir / 'metrics.json'}, {model_path}; SavedModel for "
-        f"TF Serving: {saved_model_path}")
-  return 0
+      "config": vars(args),
+  }, curve_metric="elbo", curve_label="ELBO (nats)")
+
+
+def main(argv=None):
+  return training.exit_code(train, parse_args(argv), prog="train_flow_vae.py")
 
 
 if __name__ == "__main__":

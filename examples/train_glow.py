@@ -15,26 +15,28 @@ a SavedModel for TF Serving in the next numbered version folder.
 --strategy mirrored trains on every local GPU; --strategy multi_worker on a
 cluster described by TF_CONFIG, one process per machine running this same
 command (README, "Many machines").
+
+Exit codes: 0 done (also when a rerun finds every epoch done), 2 bad flags,
+data or strategy, 3 a non-finite step with --non-finite stop. The harness
+(strategy, seed, checkpoints, callbacks, exports, metrics.json) is
+tfp_flows.training, usable from Python; this script parses the flags and
+adds Glow's own model, data and reporting.
 """
 
 import argparse
-import json
 import os
 import pathlib
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfp_flows import cli, data, distribute, plotting  # noqa: E402
-from tfp_flows.callbacks import (NonFiniteLossError,  # noqa: E402
-                                 SampleGridCallback, epoch_log, read_epoch_log)
+from tfp_flows import cli, data, plotting, training  # noqa: E402
+from tfp_flows.callbacks import SampleGridCallback  # noqa: E402
 from tfp_flows.cli import (non_negative_float,  # noqa: E402
                            non_negative_int, positive_float, positive_int)
-from tfp_flows.export import export_saved_model  # noqa: E402
 from tfp_flows.models import GlowModel  # noqa: E402
 
 
@@ -84,90 +86,44 @@ def interpolation_figure(model, images, path, num_points=10):
       ["latent interpolation between two test digits"])
 
 
-def main(argv=None):
-  args = parse_args(argv)
-  try:
-    strategy = distribute.make_strategy(args.strategy, args.cpu_replicas)
-  except ValueError as error:
-    print(f"train_glow.py: {error}", file=sys.stderr)
-    return 2
-  chief = distribute.is_chief(strategy)
-  keras.utils.set_random_seed(args.seed)
-  try:
-    splits = data.load_mnist(args.data_dir, args.validation_size,
-                             args.test_size, args.seed)
-  except data.DataError as error:
-    print(f"train_glow.py: {error}", file=sys.stderr)
-    return 2
+def train(args):
+  # First: the strategy must exist before any other TensorFlow work.
+  run = training.TrainingRun(args.output_dir, args.strategy,
+                             args.cpu_replicas, seed=args.seed)
+  splits = data.load_mnist(args.data_dir, args.validation_size,
+                           args.test_size, args.seed)
   print({name: images.shape for name, images in splits.items()})
-
-  with strategy.scope():
+  with run.scope():
     model = GlowModel(image_shape=splits["train"].shape[1:],
                       num_levels=args.num_levels, num_steps=args.num_steps,
                       hidden_channels=args.hidden_channels, seed=args.seed)
     model.compile(optimizer=keras.optimizers.Adam(
         args.learning_rate, global_clipnorm=args.global_clipnorm or None))
-  train = data.image_dataset(splits["train"], args.batch_size, shuffle=True,
-                             seed=args.seed)
-  validation = data.image_dataset(splits["validation"], 256)
-  output_dir = args.output_dir
-  # Every epoch's metrics, appended across resumed runs (before the
-  # checkpoint: see epoch_log).
-  callbacks = [epoch_log(output_dir / "history.csv")] if chief else []
-  callbacks += [
-      # Weights, optimizer state and epoch after every epoch; restored when
-      # the same command is run again. Kept after the last epoch, so a rerun
-      # of a finished run trains no further. Two generations, so a run killed
-      # while writing one restarts from the other.
-      keras.callbacks.BackupAndRestore(
-          str(distribute.worker_dir(output_dir / "backup", strategy)),
-          delete_checkpoint=False, double_checkpoint=True),
-  ]
-  if chief:
-    callbacks += [keras.callbacks.TensorBoard(str(output_dir / "logs")),
-                  SampleGridCallback(output_dir / "samples")]
-  start = time.perf_counter()
-  try:
-    model.fit(train, validation_data=validation,
-                        epochs=args.epochs, callbacks=callbacks,
-                        non_finite=args.non_finite)
-  except NonFiniteLossError as error:
-    print(f"train_glow.py: {error} Rerunning the same command resumes from "
-          f"the last checkpoint; --non-finite skip goes past such steps.",
-          file=sys.stderr)
-    return 3
-  train_seconds = time.perf_counter() - start
+  run.fit(model, data.image_dataset(splits["train"], args.batch_size,
+                                    shuffle=True, seed=args.seed),
+          data.image_dataset(splits["validation"], 256), args.epochs,
+          chief_callbacks=[SampleGridCallback(args.output_dir / "samples")],
+          non_finite=args.non_finite)
 
   test_metrics = model.evaluate(data.image_dataset(splits["test"], 256),
                                 return_dict=True)
   print(f"test bits/dim: {test_metrics['bits_per_dim']:.4f} "
         f"({len(splits['test'])} digits)")
-  if not chief:
-    return 0
-  interpolation_figure(model, splits["test"], output_dir / "interpolation.png")
-  args.export_dir.mkdir(parents=True, exist_ok=True)
-  model_path = args.export_dir / "glow.keras"
-  model.save(model_path)
-  saved_model_path = export_saved_model(model, args.export_dir)
-  metrics = {
+  if not run.is_chief:
+    return
+  interpolation_figure(model, splits["test"],
+                       args.output_dir / "interpolation.png")
+  run.finish(model, args.export_dir, "glow.keras", {
       "test_bits_per_dim": test_metrics["bits_per_dim"],
       "test_nats": test_metrics["loss"],
-      "epochs": args.epochs,
-      "steps": int(model.optimizer.iterations.numpy()),
-      "train_seconds_this_run": train_seconds,
       "global_clipnorm": args.global_clipnorm,
-      "strategy": args.strategy,
-      "replicas": strategy.num_replicas_in_sync,
-      "history": read_epoch_log(output_dir / "history.csv"),
       "data": str(args.data_dir or "tfds:mnist"),
       "split_sizes": {name: len(images) for name, images in splits.items()},
-  }
-  (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-  plotting.save_learning_curves(output_dir / "learning_curve.png",
-                                metrics["history"], "bits_per_dim", "bits/dim")
-  print(f"wrote {output_dir / 'metrics.json'}, {model_path}; SavedModel for "
-        f"TF Serving: {saved_model_path}")
-  return 0
+  }, curve_metric="bits_per_dim", curve_label="bits/dim")
+
+
+def main(argv=None):
+  return training.exit_code(train, parse_args(argv), prog="train_glow.py")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """`kill -9` a training run mid-epoch, rerun the same command: it resumes
 from the last checkpoint and finishes with the step count of a run that was
-never killed. Real subprocesses, on one device and on two replicas."""
+never killed. Real subprocesses running a user's script on the harness
+(`tfp_flows.training`, through tests/harness_glow.py), on one device and on
+two replicas."""
 
 import json
 import os
@@ -16,6 +18,7 @@ from idx_digits import make_digits_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EPOCHS, STEPS_PER_EPOCH = 3, 20  # 640 digits in global batches of 32
+# (tests/harness_glow.py)
 
 
 def _checkpointed_epoch(metadata):
@@ -31,11 +34,9 @@ def _checkpointed_epoch(metadata):
 def test_kill_9_mid_epoch_then_rerun_resumes_and_finishes(
     tmp_path, shared_data_dir, strategy):
   digits_dir = make_digits_dir(tmp_path / "digits", shared_data_dir, 704, 64)
-  command = [sys.executable, str(ROOT / "examples" / "train_glow.py"),
-             "--data-dir", str(digits_dir), "--validation-size", "64",
-             "--epochs", str(EPOCHS), "--batch-size", "32", "--num-steps", "1",
-             "--hidden-channels", "8", "--output-dir", str(tmp_path / "run"),
-             "--export-dir", str(tmp_path / "export"), *strategy]
+  command = [sys.executable, str(ROOT / "tests" / "harness_glow.py"),
+             str(digits_dir), str(tmp_path / "run"), str(tmp_path / "export"),
+             "--epochs", str(EPOCHS), *strategy]
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
   metadata = tmp_path / "run" / "backup" / "training_metadata.json"
 

@@ -1,5 +1,6 @@
 """MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1, as on two
-machines, each running the same command with its own TF_CONFIG."""
+machines, each running the same script on the harness (`tfp_flows.training`)
+with its own TF_CONFIG."""
 
 import json
 import os
@@ -12,6 +13,7 @@ import h5py
 import numpy as np
 
 from idx_digits import make_digits_dir
+from tfp_flows.callbacks import read_epoch_log
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -37,13 +39,11 @@ def _weights(path):
 
 def test_two_workers_train_glow_to_identical_weights(tmp_path, shared_data_dir):
   digits_dir = make_digits_dir(tmp_path / "digits", shared_data_dir, 320, 64)
-  # 256 training digits, global batch 32: 8 steps an epoch, 2 epochs.
-  args = [sys.executable, str(ROOT / "examples" / "train_glow.py"),
-          "--strategy", "multi_worker", "--data-dir", str(digits_dir),
-          "--validation-size", "64", "--epochs", "2", "--batch-size", "32",
-          "--num-steps", "1", "--hidden-channels", "8",
-          "--output-dir", str(tmp_path / "run"),
-          "--export-dir", str(tmp_path / "export")]
+  # 256 training digits, global batch 32 (tests/harness_glow.py): 8 steps an
+  # epoch, 2 epochs.
+  args = [sys.executable, str(ROOT / "tests" / "harness_glow.py"),
+          str(digits_dir), str(tmp_path / "run"), str(tmp_path / "export"),
+          "--epochs", "2", "--strategy", "multi_worker"]
   cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
   workers = []
   for index in range(2):
@@ -83,26 +83,28 @@ def test_two_workers_train_glow_to_identical_weights(tmp_path, shared_data_dir):
 
 
 FLOW_VAE_WORKER = """
-import json, os, sys
+import json, sys
 import numpy as np
 import keras
-import tensorflow as tf
-from tfp_flows import data, distribute
+from tfp_flows import data, training
+from tfp_flows.callbacks import ReconstructionGridCallback
 from tfp_flows.models import FlowVAE
 
-strategy = distribute.make_strategy("multi_worker")
+run = training.TrainingRun(sys.argv[2], "multi_worker")
 rng = np.random.default_rng(0)   # the same digits on every worker
 images = (rng.uniform(size=(192, 12, 12, 1)) < 0.3).astype(np.uint8)
-with strategy.scope():
+with run.scope():
     model = FlowVAE(latent_dim=4, flow="radial", num_flows=2,
                     hidden_units=(32,), image_shape=(12, 12, 1),
                     annealing_steps=10)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
-history = model.fit(data.image_dataset(images, 32, shuffle=True), epochs=2,
-                    verbose=0)
+grids = [ReconstructionGridCallback(images, run.output_dir / "images")]
+history = run.fit(model, data.image_dataset(images, 32, shuffle=True),
+                  epochs=2, verbose=0, chief_callbacks=grids)
 np.savez(sys.argv[1], *[w.numpy() for w in model.weights])
 print(json.dumps({"steps": int(model.optimizer.iterations.numpy()),
-                  "replicas": strategy.num_replicas_in_sync,
+                  "replicas": run.num_replicas,
+                  "callbacks": [type(c).__name__ for c in run.callbacks(grids)],
                   "elbo": [float(v) for v in history.history["elbo"]]}))
 """
 
@@ -115,7 +117,8 @@ def test_two_workers_train_flow_vae_to_identical_weights(tmp_path):
     env = {**os.environ, "TF_CONFIG": json.dumps(tf_config),
            "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
     workers.append(subprocess.Popen(
-        [sys.executable, "-c", FLOW_VAE_WORKER, str(tmp_path / f"{index}.npz")],
+        [sys.executable, "-c", FLOW_VAE_WORKER, str(tmp_path / f"{index}.npz"),
+         str(tmp_path / "run")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
   try:
     outputs = [process.communicate(timeout=600) for process in workers]
@@ -129,9 +132,20 @@ def test_two_workers_train_flow_vae_to_identical_weights(tmp_path):
   # 192 digits in global batches of 32: 6 steps an epoch on both workers.
   assert [r["steps"] for r in reports] == [12, 12]
   assert [r["replicas"] for r in reports] == [2, 2]
+  # The chief logs, checkpoints, writes TensorBoard logs and figures; the
+  # other worker only checkpoints, into its own folder.
+  assert reports[0]["callbacks"] == [
+      "CSVLogger", "BackupAndRestore", "TensorBoard",
+      "ReconstructionGridCallback"]
+  assert reports[1]["callbacks"] == ["BackupAndRestore"]
   assert reports[0]["elbo"] == reports[1]["elbo"]
   assert all(np.isfinite(reports[0]["elbo"]))
   first, second = np.load(tmp_path / "0.npz"), np.load(tmp_path / "1.npz")
   assert len(first.files) > 5
   for name in first.files:
     np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+  run = tmp_path / "run"
+  assert (run / "backup" / "latest.weights.h5").exists()
+  assert (run / "backup" / "worker_1" / "latest.weights.h5").exists()
+  assert len(read_epoch_log(run / "history.csv")["elbo"]) == 2
+  assert (run / "images" / "epoch_002.png").exists()

@@ -49,3 +49,30 @@ def test_flow_vae_snippet_runs(shared_data_dir, monkeypatch):
   # One annealed epoch (beta still ~0.06) gives a poor but finite ELBO; the
   # importance-sampled estimate bounds it.
   assert np.all(np.isfinite(elbo)) and log_p.mean() > elbo.mean()
+
+
+def test_training_from_python_snippet_runs(shared_data_dir, tmp_path,
+                                           monkeypatch, capsys):
+  import json
+  import pytest
+  if shared_data_dir is None:
+    pytest.skip("the snippet reads ../shared/data/mnist")
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+  block = next(b for b in blocks if "training.TrainingRun" in b)
+  # Its runs/ and saved_models/ go to a temporary folder; the data stay.
+  assert '"../shared/data/mnist"' in block
+  block = block.replace('"../shared/data/mnist"',
+                        repr(str(shared_data_dir / "mnist")))
+  monkeypatch.chdir(tmp_path)
+  namespace = {}
+  exec(compile(block, "README.md training snippet", "exec"), namespace)
+  metrics = json.loads((tmp_path / "runs/my_glow/metrics.json").read_text())
+  assert metrics == namespace["metrics"]
+  assert 0 < metrics["test_bits_per_dim"] < 8
+  assert metrics["steps"] == len(namespace["splits"]["train"]) // 64
+  assert len(metrics["history"]["bits_per_dim"]) == 1
+  assert (tmp_path / "runs/my_glow/samples/samples_epoch_001.png").exists()
+  assert (tmp_path / "runs/my_glow/learning_curve.png").exists()
+  assert (tmp_path / "saved_models/my_glow/glow.keras").exists()
+  assert (tmp_path / "saved_models/my_glow/1/saved_model.pb").exists()
+  assert "SavedModel for TF Serving" in capsys.readouterr().out

@@ -21,9 +21,14 @@ import pathlib
 
 import tensorflow as tf
 
-__all__ = ["STRATEGIES", "make_strategy", "is_chief", "worker_dir"]
+__all__ = ["STRATEGIES", "StrategyError", "make_strategy", "is_chief",
+           "worker_dir"]
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+class StrategyError(ValueError):
+  """A strategy that cannot be made as asked (a configuration error)."""
 
 
 def make_strategy(name, cpu_replicas=None):
@@ -38,24 +43,26 @@ def make_strategy(name, cpu_replicas=None):
     cpu_replicas: with `"mirrored"` on a machine without GPUs, split the CPU
       into this many logical devices, one replica each (to try or test
       multi-replica training without GPUs; no faster than one replica).
+
+  Raises:
+    StrategyError: an unknown name, `cpu_replicas` without `"mirrored"` or
+      after TensorFlow started, or a missing or malformed `TF_CONFIG`.
   """
   if cpu_replicas is not None and name != "mirrored":
-    raise ValueError(f"--cpu-replicas goes with --strategy mirrored; got "
-                     f"--strategy {name}.")
+    raise StrategyError(f"--cpu-replicas goes with --strategy mirrored; "
+                        f"got --strategy {name}.")
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
     if cpu_replicas is not None and not tf.config.list_physical_devices("GPU"):
-      cpu = tf.config.list_physical_devices("CPU")[0]
-      tf.config.set_logical_device_configuration(
-          cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+      _split_cpu(cpu_replicas)
       return tf.distribute.MirroredStrategy(
           [f"/cpu:{i}" for i in range(cpu_replicas)])
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker":
     config = os.environ.get("TF_CONFIG")
     if not config:
-      raise ValueError(
+      raise StrategyError(
           "--strategy multi_worker needs the TF_CONFIG environment variable "
           "naming the cluster and this process's task, e.g. "
           """TF_CONFIG='{"cluster": {"worker": ["host1:12345", """
@@ -63,9 +70,27 @@ def make_strategy(name, cpu_replicas=None):
     try:
       json.loads(config)
     except json.JSONDecodeError as error:
-      raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
-    return tf.distribute.MultiWorkerMirroredStrategy()
-  raise ValueError(f"strategy must be one of {STRATEGIES}; got {name!r}.")
+      raise StrategyError(f"TF_CONFIG is not valid JSON: {error}") from None
+    try:
+      return tf.distribute.MultiWorkerMirroredStrategy()
+    except ValueError as error:  # TF_CONFIG that does not describe a cluster
+      raise StrategyError(f"TF_CONFIG: {error}") from error
+  raise StrategyError(f"strategy must be one of {STRATEGIES}; got {name!r}.")
+
+
+def _split_cpu(replicas):
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  try:
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+  except RuntimeError:  # TensorFlow's runtime has started: devices are fixed
+    found = len(tf.config.list_logical_devices("CPU"))
+    if found != replicas:
+      raise StrategyError(
+          f"cannot split the CPU into {replicas} replicas: TensorFlow has "
+          f"started with {found} logical CPU(s). Make the strategy before "
+          f"any other TensorFlow work (in a notebook: restart the kernel)."
+      ) from None
 
 
 def _task(strategy):

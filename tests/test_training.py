@@ -1,0 +1,134 @@
+"""The training harness (`tfp_flows.training`) used in-process, as from a
+notebook: a tiny Glow, the files a run writes, resuming, and the exit codes.
+Killed runs and multi-worker runs of it: test_killed_runs.py,
+test_multi_worker.py."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfp_flows import data, distribute, training
+from tfp_flows.callbacks import NonFiniteLossError, SampleGridCallback
+from tfp_flows.models import GlowModel
+
+BATCH = 16
+
+
+def _tiny_glow(run):
+  with run.scope():
+    model = GlowModel(image_shape=(8, 8, 1), num_levels=1, num_steps=1,
+                      hidden_channels=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  return model
+
+
+def test_a_run_writes_every_file_and_a_rerun_resumes(tmp_path, capsys):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(96, 8, 8, 1), dtype=np.uint8)
+  train = data.image_dataset(images[:64], BATCH, shuffle=True)  # 4 steps
+  validation = data.image_dataset(images[64:80], BATCH)
+  test = data.image_dataset(images[80:], BATCH)
+  output_dir, export_dir = tmp_path / "run", tmp_path / "export"
+
+  run = training.TrainingRun(output_dir, seed=0)
+  assert (run.is_chief, run.num_replicas, run.strategy_name) == (
+      True, 1, "default")
+  model = _tiny_glow(run)
+  grids = [SampleGridCallback(output_dir / "samples", num_samples=4)]
+  # The CSV history before the checkpoint; the chief's own callbacks last.
+  assert [type(c).__name__ for c in run.callbacks(grids)] == [
+      "CSVLogger", "BackupAndRestore", "TensorBoard", "SampleGridCallback"]
+  history = run.fit(model, train, validation, epochs=1, verbose=0,
+                    chief_callbacks=grids)
+  assert len(history.history["loss"]) == 1
+  bits = model.evaluate(test, return_dict=True, verbose=0)["bits_per_dim"]
+  metrics = run.finish(model, export_dir, "tiny.keras",
+                       {"test_bits_per_dim": np.float32(bits)},
+                       curve_metric="bits_per_dim", curve_label="bits/dim")
+
+  written = json.loads((output_dir / "metrics.json").read_text())
+  assert written == metrics
+  assert written["test_bits_per_dim"] == pytest.approx(bits)
+  assert (written["epochs"], written["steps"]) == (1, 4)
+  assert (written["strategy"], written["replicas"]) == ("default", 1)
+  assert written["train_seconds_this_run"] > 0
+  assert len(written["history"]["loss"]) == 1
+  assert "val_bits_per_dim" in written["history"]
+  assert (output_dir / "learning_curve.png").exists()
+  assert (output_dir / "samples" / "samples_epoch_001.png").exists()
+  assert (output_dir / "backup" / "training_metadata.json").exists()
+  assert list((output_dir / "logs").rglob("events.out.tfevents.*"))
+  assert (export_dir / "1" / "saved_model.pb").exists()
+  restored = keras.saving.load_model(export_dir / "tiny.keras")
+  np.testing.assert_allclose(restored.log_prob(images[:4]),
+                             model.log_prob(images[:4]), rtol=1e-6)
+  assert "SavedModel for TF Serving: " + str(export_dir / "1") in (
+      capsys.readouterr().out)
+
+  # The same code again, asked for two epochs: it trains the second only.
+  run = training.TrainingRun(output_dir, seed=0)
+  model = _tiny_glow(run)
+  history = run.fit(model, train, validation, epochs=2, verbose=0)
+  assert len(history.history["loss"]) == 1
+  metrics = run.finish(model, export_dir, "tiny.keras", curve_metric="loss",
+                       saved_model=False)
+  assert (metrics["epochs"], metrics["steps"]) == (2, 8)
+  assert len(metrics["history"]["loss"]) == 2  # both processes' epochs
+  assert metrics["history"]["loss"][0] == written["history"]["loss"][0]
+  assert not (export_dir / "2").exists()
+  assert "SavedModel" not in capsys.readouterr().out
+
+
+def _raises(error):
+  raise error
+
+
+def test_exit_code_names_what_a_user_can_fix(tmp_path, monkeypatch, capsys):
+  assert training.exit_code(lambda: None) == training.EXIT_OK == 0
+  assert training.exit_code(lambda code: code, 5) == 5
+
+  code = training.exit_code(
+      _raises, data.DataError("no MNIST IDX files in /nowhere"), prog="p.py")
+  assert code == training.EXIT_BAD_INPUT == 2
+  assert capsys.readouterr().err == "p.py: no MNIST IDX files in /nowhere\n"
+
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  code = training.exit_code(training.TrainingRun, tmp_path,
+                            strategy="multi_worker", prog="p.py")
+  assert code == training.EXIT_BAD_INPUT
+  err = capsys.readouterr().err
+  assert err.startswith("p.py: --strategy multi_worker needs the TF_CONFIG")
+  assert training.exit_code(training.TrainingRun, tmp_path, strategy="tpu",
+                            prog="p.py") == training.EXIT_BAD_INPUT
+  assert "strategy must be one of" in capsys.readouterr().err
+
+  code = training.exit_code(
+      _raises, NonFiniteLossError("non-finite loss at epoch 2."), prog="p.py")
+  assert code == training.EXIT_NON_FINITE == 3
+  assert capsys.readouterr().err == (
+      "p.py: non-finite loss at epoch 2. Rerunning the same command resumes "
+      "from the last checkpoint; --non-finite skip goes past such steps.\n")
+
+  # Anything else is a bug: it keeps its traceback.
+  with pytest.raises(ZeroDivisionError):
+    training.exit_code(lambda: 1 / 0)
+  with pytest.raises(ValueError):
+    training.exit_code(_raises, ValueError("not a user's error"))
+
+
+def test_strategy_errors_say_what_to_do(tmp_path):
+  # A strategy of your own is used as it is; cpu_replicas cannot split it.
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+  run = training.TrainingRun(tmp_path, strategy, seed=None)
+  assert run.strategy is strategy and run.strategy_name == "MirroredStrategy"
+  assert run.is_chief and run.backup_dir == tmp_path / "backup"
+  with pytest.raises(distribute.StrategyError, match="cpu_replicas"):
+    training.TrainingRun(tmp_path, strategy, cpu_replicas=2)
+  # In a process where TensorFlow has started, the CPU split is fixed.
+  cpus = len(tf.config.list_logical_devices("CPU"))
+  with pytest.raises(distribute.StrategyError,
+                     match="before any other TensorFlow work"):
+    training.TrainingRun(tmp_path, "mirrored", cpu_replicas=cpus + 1)
