@@ -263,7 +263,7 @@ def test_empty_batch_and_batch_of_one(kind):
         (Planar if kind == "planar" else Radial)(*params)
         .forward_log_det_jacobian(tf.zeros([0, 2]), event_ndims=1))
   for grad in tape.gradient(loss, params):
-    assert grad is None or np.all(grad.numpy() == 0.)
+    assert grad is not None and np.all(grad.numpy() == 0.)
 
 
 # Extremes in float32: finite values and gradients ----------------------------

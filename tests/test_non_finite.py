@@ -113,7 +113,7 @@ def test_stop_raises_and_keeps_the_last_good_checkpoint(tmp_path):
   # The bad step was not applied: the weights are the restored epoch-1 ones,
   # and only the count of skipped steps moved.
   for weight, got, expected in zip(resumed.weights, _values(resumed),
-                                   after_epoch_1):
+                                   after_epoch_1, strict=True):
     if "skipped_steps" not in weight.path:
       np.testing.assert_array_equal(got, expected, err_msg=weight.path)
   assert int(resumed.skipped_steps.numpy()) == 1
@@ -124,7 +124,7 @@ def test_stop_raises_and_keeps_the_last_good_checkpoint(tmp_path):
   restored.optimizer.build(restored.trainable_variables)
   restored.load_weights(backup / "latest.weights.h5")
   assert _all_finite(restored)
-  for got, expected in zip(_values(restored), after_epoch_1):
+  for got, expected in zip(_values(restored), after_epoch_1, strict=True):
     np.testing.assert_array_equal(got, expected)
 
 
