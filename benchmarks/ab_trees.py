@@ -42,12 +42,13 @@ def main():
   parser.add_argument("tree_b", type=pathlib.Path)
   parser.add_argument("--repeats", type=int, default=6,
                       help="runs per tree")
-  parser.add_argument("command", nargs=argparse.REMAINDER,
-                      help="-- script.py [its arguments]")
-  args = parser.parse_args()
-  command = args.command[1:] if args.command[:1] == ["--"] else args.command
+  # Everything after `--` is the benchmark and its own flags.
+  argv = sys.argv[1:]
+  split = argv.index("--") if "--" in argv else len(argv)
+  args = parser.parse_args(argv[:split])
+  command = argv[split + 1:]
   if not command:
-    parser.error("give the benchmark after --")
+    parser.error("give the benchmark after --: -- script.py [its flags]")
   trees = {"A": args.tree_a.resolve(), "B": args.tree_b.resolve()}
   results = {"A": [], "B": []}
   for repeat in range(args.repeats):
