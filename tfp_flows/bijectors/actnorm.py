@@ -8,7 +8,8 @@ import tensorflow_probability as tfp
 from tfp_flows import _internal
 
 from tfp_flows.bijectors.checks import (CheckedInputs, _dtype_name,
-                                        check_float_params, static_batch_shape)
+                                        channel_assertions, check_float_params,
+                                        static_batch_shape)
 
 tfb = tfp.bijectors
 
@@ -110,19 +111,11 @@ class ActNorm(CheckedInputs, tfb.AutoCompositeTensorBijector):
     shape they broadcast with; under `validate_args`, the assertion that
     checks a channel count known only at run time."""
     channels = self._channels()
-    if x.shape.rank == 0:
-      raise ValueError(
-          f"ActNorm: `{arg_name}` must have shape [..., C] with C = "
-          f"{channels} channels (the size of `shift` and `log_scale`); got a "
-          f"scalar.")
+    assertions = channel_assertions(
+        "ActNorm", x, arg_name, channels, "`shift` and `log_scale`",
+        f"`shift` and `log_scale` have size {channels}",
+        self.shift, self.validate_args)
     if x.shape.rank is not None:
-      x_channels = tf.compat.dimension_value(x.shape[-1])
-      if (x_channels is not None and channels is not None
-          and x_channels != channels):
-        raise ValueError(
-            f"ActNorm: `{arg_name}` has a channel (last) axis of size "
-            f"{x_channels} (shape {x.shape}) but `shift` and `log_scale` have "
-            f"size {channels}.")
       batch_shape = static_batch_shape(
           "ActNorm", shift=self._shift.shape[:-1],
           log_scale=self._log_scale.shape[:-1])
@@ -134,12 +127,7 @@ class ActNorm(CheckedInputs, tfb.AutoCompositeTensorBijector):
             f"with the parameters' batch shape {batch_shape} (shift.shape="
             f"{self._shift.shape}, log_scale.shape={self._log_scale.shape})."
         ) from None
-    if not self.validate_args:
-      return []
-    return [tf.debugging.assert_equal(
-        tf.shape(x)[-1], tf.shape(self.shift)[-1],
-        message=f"ActNorm: the last (channel) axis of `{arg_name}` must have "
-                f"the size C of `shift` and `log_scale`.")]
+    return assertions
 
   def _forward(self, x):
     with tf.control_dependencies(self._input_assertions(x, "x")):

@@ -12,9 +12,9 @@ import tensorflow as tf
 # through tfp_flows._internal, the one module that names private APIs.
 from tfp_flows import _internal
 
-__all__ = ["CheckedInputs", "assert_finite", "check_float_params",
-           "check_input_dtype", "check_input_shape", "eps", "norm",
-           "static_batch_shape"]
+__all__ = ["CheckedInputs", "assert_finite", "channel_assertions",
+           "check_float_params", "check_input_dtype", "check_input_shape",
+           "eps", "norm", "static_batch_shape"]
 
 
 class CheckedInputs:
@@ -124,6 +124,37 @@ def check_input_shape(flow_name, x, arg_name, event_size, batch_shape,
         f"{flow_name}: `{arg_name}` has batch shape {x.shape[:-1]} (shape "
         f"{x.shape}), which does not broadcast with the parameters' batch "
         f"shape {batch_shape}.") from None
+
+
+def channel_assertions(flow_name, x, arg_name, channels, params, mismatch,
+                       param, validate_args):
+  """Checks that `x` is `[..., C]` with the parameters' `C` channels, for
+  bijectors of images (ActNorm, the 1x1 convolution).
+
+  ValueError for a scalar `x` or a static channel count other than
+  `channels`; `params` names the parameters that fix `C` (e.g. "`shift` and
+  `log_scale`") and `mismatch` ends the error (e.g. "`lower_upper` is 4 x
+  4"). Returns, under `validate_args`, the assertion that `x` has as many
+  channels as the last axis of the parameter `param` (for counts known only
+  at run time); else `[]`.
+  """
+  if x.shape.rank == 0:
+    raise ValueError(
+        f"{flow_name}: `{arg_name}` must have shape [..., C] with C = "
+        f"{channels} channels (the size of {params}); got a scalar.")
+  if x.shape.rank is not None:
+    x_channels = tf.compat.dimension_value(x.shape[-1])
+    if (x_channels is not None and channels is not None
+        and x_channels != channels):
+      raise ValueError(
+          f"{flow_name}: `{arg_name}` has a channel (last) axis of size "
+          f"{x_channels} (shape {x.shape}) but {mismatch}.")
+  if not validate_args:
+    return []
+  return [tf.debugging.assert_equal(
+      tf.shape(x)[-1], tf.shape(param)[-1],
+      message=f"{flow_name}: the last (channel) axis of `{arg_name}` must "
+              f"have the size C of {params}.")]
 
 
 def assert_finite(flow_name, param_name, param):

@@ -7,7 +7,8 @@ import tensorflow_probability as tfp
 # tfp_flows._internal, the one module that names private APIs.
 from tfp_flows import _internal
 
-from tfp_flows.bijectors.checks import CheckedInputs, check_float_params
+from tfp_flows.bijectors.checks import (CheckedInputs, channel_assertions,
+                                        check_float_params)
 
 tfb = tfp.bijectors
 
@@ -102,25 +103,10 @@ class InvertibleConv1x1(CheckedInputs, tfb.ScaleMatvecLU):
     `validate_args`, the assertion that checks a channel count known only at
     run time."""
     channels = self._channels()
-    if x.shape.rank == 0:
-      raise ValueError(
-          f"InvertibleConv1x1: `{arg_name}` must have shape [..., C] with "
-          f"C = {channels} channels (the size of `lower_upper`); got a "
-          f"scalar.")
-    if x.shape.rank is not None:
-      x_channels = tf.compat.dimension_value(x.shape[-1])
-      if (x_channels is not None and channels is not None
-          and x_channels != channels):
-        raise ValueError(
-            f"InvertibleConv1x1: `{arg_name}` has a channel (last) axis of "
-            f"size {x_channels} (shape {x.shape}) but `lower_upper` is "
-            f"{channels} x {channels}.")
-    if not self.validate_args:
-      return []
-    return [tf.debugging.assert_equal(
-        tf.shape(x)[-1], tf.shape(self.lower_upper)[-1],
-        message=f"InvertibleConv1x1: the last (channel) axis of `{arg_name}` "
-                f"must have the size C of `lower_upper` [C, C].")]
+    return channel_assertions(
+        "InvertibleConv1x1", x, arg_name, channels, "`lower_upper`",
+        f"`lower_upper` is {channels} x {channels}",
+        self.lower_upper, self.validate_args)
 
   @staticmethod
   def _apply_to_channels(matrix, x):
