@@ -63,5 +63,33 @@ def radial_inverse(params, y):
   return z0 + (y - z0) * (r / rho)[..., None]
 
 
+def planar_log_det(params, z):
+  """log|1 + u_hat^T psi(z)|, psi = (1 - tanh^2(w^T z + b)) w (paper, Eq. 11)."""
+  u, w, b = (p.astype(LD) for p in params)
+  z = z.astype(LD)
+  psi = (1 - np.tanh(np.sum(w * z, -1) + b) ** 2)[..., None] * w
+  return np.log(np.abs(1 + np.sum(planar_u_hat(u, w) * psi, -1)))
+
+
+def radial_log_det(params, z):
+  """(D - 1) log(1 + beta h) + log(1 + beta h + beta h' r), h = 1 / (alpha +
+  r) (paper, Eq. 14)."""
+  z0, alpha, beta = (p.astype(LD) for p in params)
+  z = z.astype(LD)
+  r = np.sqrt(np.sum((z - z0) ** 2, -1))
+  h = 1 / (alpha + r)
+  h_prime = -h * h
+  d = z.shape[-1]
+  return ((d - 1) * np.log(1 + beta * h)
+          + np.log(1 + beta * h + beta * h_prime * r))
+
+
+def radial_from_unconstrained(raw_alpha, raw_beta):
+  """alpha = softplus(raw_alpha), beta = -alpha + softplus(raw_beta)."""
+  alpha = _softplus(raw_alpha.astype(LD))
+  return alpha, -alpha + _softplus(raw_beta.astype(LD))
+
+
 FORWARD = {"planar": planar_forward, "radial": radial_forward}
 INVERSE = {"planar": planar_inverse, "radial": radial_inverse}
+LOG_DET = {"planar": planar_log_det, "radial": radial_log_det}
