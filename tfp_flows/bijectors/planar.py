@@ -263,7 +263,7 @@ def planar_constrained_params(u, w, b):
 
   Elementwise in the batch dimensions of `u, w` `[..., D]` and `b` `[...]`,
   so the parameters of `K` flow steps stacked as `[..., K, D]` are
-  constrained in one set of ops (what `layers.flows.flow_forward_and_log_det`
+  constrained in one set of ops (what `FlowFamily.forward_and_log_det`
   does; a chain of `Planar` bijectors would repeat them per step and per
   method).
 
