@@ -146,17 +146,20 @@ def test_neutra_chain_matches_the_target_moments(small_neutra_flow):
   # Gradients are counted from the leapfrog steps NUTS actually took.
   assert summary["gradient_evaluations"] == chains["leapfrogs"].sum() > 0
   assert summary["divergences"] <= 0.01 * num_results * num_chains
-  assert summary["max_r_hat"] < 1.05
-  # Means within 4 standard errors (from the measured ESS); variances within
-  # 25%. x2 is skewed and heavy-tailed (kurtosis 8.3): its sample variance
-  # converges more slowly than the ESS of its mean suggests (it came out
-  # 0.86-0.93 of the truth over 8,000 draws in runs that differed only in
-  # rounding).
-  assert np.all(np.abs(summary["mean_z_score"]) < 4.), summary
-  np.testing.assert_allclose(summary["variance_ratio"], 1., atol=0.25)
+  # Margins from the spread over chain seeds 7-11 (same flow and starts;
+  # a one-off sweep of run_chains at 9e767bc): max R-hat 1.002-1.030, and
+  # 1.056 for seed 7 inside this suite (the flow's rounding differs there);
+  # |mean z| up to 4.4; variance ratios 0.77-1.27. x2 is skewed and
+  # heavy-tailed (kurtosis 8.3): its moments converge more slowly than the
+  # ESS of its mean suggests. So the classic R-hat < 1.1 (Gelman et al.
+  # 2013), means within 5 standard errors (from the measured ESS) and
+  # variances within 35%; the check keeps its power (below).
+  assert summary["max_r_hat"] < 1.1
+  assert np.all(np.abs(summary["mean_z_score"]) < 5.), summary
+  np.testing.assert_allclose(summary["variance_ratio"], 1., atol=0.35)
 
   # The check has power: the same draws fail it against a more curved banana
   # (Var[x2] 9 instead of 3).
   wrong = neutra_hmc.Banana(scale=SMALL_BANANA["scale"], curvature=0.5)
   wrong_ratio = neutra_hmc.chain_summary(chains, wrong)["variance_ratio"]
-  assert abs(wrong_ratio[1] - 1.) > 0.25, wrong_ratio
+  assert abs(wrong_ratio[1] - 1.) > 0.35, wrong_ratio
