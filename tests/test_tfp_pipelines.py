@@ -147,7 +147,7 @@ def test_neutra_chain_matches_the_target_moments(small_neutra_flow):
   assert summary["gradient_evaluations"] == chains["leapfrogs"].sum() > 0
   assert summary["divergences"] <= 0.01 * num_results * num_chains
   # Margins from the spread over chain seeds 7-11 (same flow and starts;
-  # a one-off sweep of run_chains at 9e767bc): max R-hat 1.002-1.030, and
+  # benchmarks/neutra_seed_spread.py at 9e767bc): max R-hat 1.002-1.030, and
   # 1.056 for seed 7 inside this suite (the flow's rounding differs there);
   # |mean z| up to 4.4; variance ratios 0.77-1.27. x2 is skewed and
   # heavy-tailed (kurtosis 8.3): its moments converge more slowly than the
