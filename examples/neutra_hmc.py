@@ -86,6 +86,12 @@ class Banana:
     return np.array([self.scale**2,
                      1. + 2. * self.curvature**2 * self.scale**4])
 
+  def fourth_central_moment(self):
+    # x_2 = a + e with a = b s^2 (g^2 - 1), g and e standard normal:
+    # E a^4 = b^4 s^8 E(g^2 - 1)^4 = 60 b^4 s^8, E a^2 = 2 b^2 s^4.
+    b2s4 = self.curvature**2 * self.scale**4
+    return np.array([3. * self.scale**4, 60. * b2s4**2 + 12. * b2s4 + 3.])
+
 
 def make_flow(num_planar, dim=2, seed=0, dtype=tf.float32):
   """`Shift ∘ ScaleMatvecTriL ∘ (Planar ∘ ScaleMatvecTriL)^K`, all variables.
@@ -102,7 +108,10 @@ def make_flow(num_planar, dim=2, seed=0, dtype=tf.float32):
 
   def tril(name):
     return tfb.ScaleMatvecTriL(tfp.util.TransformedVariable(
-        np.eye(dim), tfb.FillScaleTriL(), dtype=dtype, name=name))
+        np.eye(dim),
+        # TFP's default diag_shift, a Python float, would make it float32.
+        tfb.FillScaleTriL(diag_shift=tf.constant(1e-5, dtype)), dtype=dtype,
+        name=name))
 
   # Listed in the order applied to z; tfb.Chain applies its list right to left.
   steps = []
@@ -214,8 +223,21 @@ def chain_summary(chains, target):
   mean, variance = flat.mean(0), flat.var(0)
   # Standard error of the mean from the true variance and the measured ESS.
   mean_z = (mean - target.mean()) / np.sqrt(target.variance() / ess)
+  # The variance is the mean of (x - mean)^2: its standard error comes from
+  # that statistic's ESS and its true variance E(x - mean)^4 - Var^2, which
+  # heavy tails make much larger than the mean's. (The chain's own spread
+  # of (x - mean)^2 is no substitute: a chain that undersamples the tails
+  # underestimates it, and the variance's error along with it.)
+  squared = np.square(samples.astype(np.float64) - target.mean())
+  squared_ess = tfp.mcmc.effective_sample_size(
+      tf.constant(squared), cross_chain_dims=1).numpy()
+  squared_variance = target.fourth_central_moment() - target.variance()**2
+  variance_z = ((squared.reshape(-1, 2).mean(0) - target.variance())
+                / np.sqrt(squared_variance / squared_ess))
   # One gradient of the (latent) target per leapfrog step, summed over the
-  # kept iterations of every chain.
+  # kept iterations of every chain: each chain's own cost. Batched chains
+  # run in lockstep, so the batched target evaluates every chain at each
+  # step any chain takes (tests/test_tfp_pipelines.py counts both).
   gradients = int(chains["leapfrogs"].astype(np.int64).sum())
   return {
       "ess": ess.tolist(),
@@ -233,6 +255,7 @@ def chain_summary(chains, target):
       "mean_z_score": mean_z.tolist(),
       "variance": variance.tolist(),
       "variance_ratio": (variance / target.variance()).tolist(),
+      "variance_z_score": variance_z.tolist(),
   }
 
 

@@ -86,6 +86,12 @@ class RegressionProblem:
     return log_prob
 
 
+def _fill_scale_tril(dtype):
+  # TFP's default `diag_shift` is a Python float, which makes the bijector
+  # float32 whatever the variable's dtype.
+  return tfb.FillScaleTriL(diag_shift=tf.constant(1e-5, dtype))
+
+
 def make_surrogate(dim, seed=0, dtype=tf.float32):
   """`(Shift ∘ ScaleMatvecTriL ∘ Planar ∘ Radial)_# N(0, I_dim)`.
 
@@ -101,7 +107,8 @@ def make_surrogate(dim, seed=0, dtype=tf.float32):
   flow = tfb.Chain([
       tfb.Shift(variable(np.zeros(dim), "loc")),
       tfb.ScaleMatvecTriL(tfp.util.TransformedVariable(
-          np.eye(dim), tfb.FillScaleTriL(), dtype=dtype, name="scale_tril")),
+          np.eye(dim), _fill_scale_tril(dtype), dtype=dtype,
+          name="scale_tril")),
       Planar(u=variable(0.1 * rng.normal(size=dim), "planar_u"),
              w=variable(0.1 * rng.normal(size=dim), "planar_w"),
              b=variable(0., "planar_b")),

@@ -77,6 +77,7 @@ def test_split_sizes_are_checked(tmp_path):
     data.load_mnist_idx(tmp_path, validation_size=6, test_size=4)
 
 
+@pytest.mark.slow  # TFDS builds the dataset from the .amat files
 def test_binarized_mnist_through_tfds_manual_dir(shared_data_dir, tmp_path):
   if shared_data_dir is None:
     pytest.skip("no ../shared/data here; the error tests cover the checks")

@@ -9,6 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 
+# Long (MirroredStrategy in subprocesses): CI runs it after the default suite.
+pytestmark = pytest.mark.slow
+
 SCRIPT = textwrap.dedent("""
     import json, os
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -1,11 +1,16 @@
 """Every public bijector and flow path in every dtype and execution mode a
 user can reach: {float32, float64} x {eager, tf.function, XLA}, values of
 both directions and both log-dets, and gradients for inputs and parameters,
-each against the eager float64 result.
+each against the eager float64 result. And every model under every Keras
+dtype policy it accepts: {float32, float64, mixed_float16, mixed_bfloat16},
+its likelihood against the float32 model's with the same weights and noise,
+and a few `fit` steps.
 
-A new bijector or flow family goes into `CASES` (DEVELOPERS.md).
+A new bijector or flow family goes into `CASES`, a new model into `MODELS`
+(DEVELOPERS.md).
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,6 +19,7 @@ import tensorflow_probability as tfp
 from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
                                  Planar, Radial, channels_first_flatten,
                                  family_names, get_family, squeeze)
+from tfp_flows.models import EnergyFlowModel, FlowVAE, GlowModel
 
 tfb = tfp.bijectors
 
@@ -139,7 +145,7 @@ def test_flow_family_paths(family, dtype, mode):
   """A family's vectorized path and its chain of bijectors (through the
   inverse, too), with gradients for the parameters and `z`."""
   family = get_family(family)
-  dim, num_flows = 3, 4
+  dim, num_flows = 3, 2
   rng = _rng(7)
   params = 0.5 * rng.normal(size=(2, num_flows, family.param_size(dim)))
   z = rng.normal(size=(5, 2, dim))
@@ -158,3 +164,108 @@ def test_flow_family_paths(family, dtype, mode):
 
   want = _run(compute, tf.float64, "eager", z, [params])
   _assert_matches(_run(compute, dtype, mode, z, [params]), want, dtype)
+
+
+# Models under Keras dtype policies ------------------------------------------
+
+POLICIES = ("float32", "float64", "mixed_float16", "mixed_bfloat16")
+# Largest |difference| from the float32 model with the same weights and
+# noise, relative to the largest |value|. Measured: float64 1.6e-7 (float32's
+# own rounding), mixed_float16 2.1e-4, mixed_bfloat16 6.5e-3 (FlowVAE's 784
+# logits in 8-bit mantissas, summed); tolerances about 3x those.
+POLICY_TOLERANCE = {"float32": 0., "float64": 1e-6, "mixed_float16": 1e-3,
+                    "mixed_bfloat16": 2e-2}
+
+
+def _binary_images(n, seed=0):
+  return (_rng(seed).random((n, 8, 8, 1)) < 0.3).astype(np.float32)
+
+
+def _flow_vae_case(policy):
+  model = FlowVAE(latent_dim=3, flow="planar", num_flows=2, hidden_units=(16,),
+                  image_shape=(8, 8, 1), dtype=policy)
+  images = _binary_images(32)
+  noise = _rng(10).normal(size=(32, 3))
+
+  def likelihood(model):  # the single-sample ELBO with fixed noise
+    log_likelihood, log_prior, log_q = model.elbo_terms(
+        images, tf.constant(noise, model.likelihood_dtype))
+    return log_likelihood + log_prior - log_q
+  return model, images, likelihood
+
+
+def _glow_case(policy):
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
+                    hidden_channels=8, dtype=policy)
+  images = _rng(11).integers(0, 256, (32, 8, 8, 1)).astype(np.uint8)
+  model.initialize(images)
+
+  def likelihood(model):  # log q of the bin-centred images
+    return model.distribution.log_prob(
+        tf.constant((images + 0.5) / 256., model.likelihood_dtype))
+  return model, images, likelihood
+
+
+def _energy_case(policy):
+  model = EnergyFlowModel("U1", flow="radial", num_flows=2, batch_size=16,
+                          dtype=policy)
+  z = _rng(12).normal(size=(16, 2))
+  return model, np.zeros((4, 1), np.float32), (
+      lambda model: model.sample_and_log_prob(
+          tf.constant(z, model.likelihood_dtype))[1])
+
+
+MODELS = {"flow_vae": _flow_vae_case, "glow": _glow_case,
+          "energy_flow": _energy_case}
+# The layers that compute in the policy's compute dtype (16 bits under the
+# mixed policies): the networks.
+NETWORKS = {
+    "flow_vae": lambda model: (model.encoder_layers + model.decoder_layers + [
+        model.posterior_head, model.flow_head, model.logits_head]),
+    "glow": lambda model: [layer for coupling in model.couplings
+                           for layer in coupling.network.layers],
+    "energy_flow": lambda model: [],
+}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_under_dtype_policy(name, policy):
+  model, data, likelihood = MODELS[name](policy)
+  reference, _, _ = MODELS[name]("float32")
+  # Weights moved off their initial values, so every layer matters.
+  rng = _rng(13)
+  for weight in reference.trainable_weights:
+    weight.assign(weight.numpy() + 0.05 * rng.normal(size=weight.shape))
+  model.set_weights(reference.get_weights())
+
+  # The likelihood is computed in the variables' dtype (float32 under the
+  # mixed policies), the networks in the policy's compute dtype.
+  variable_dtype = "float64" if policy == "float64" else "float32"
+  assert model.likelihood_dtype == variable_dtype
+  values = likelihood(model)
+  assert values.dtype == variable_dtype
+  for weight in model.weights:
+    if weight.dtype not in ("int32", "int64"):
+      assert weight.dtype == variable_dtype, weight.path
+  for layer in NETWORKS[name](model):
+    assert layer.compute_dtype == model.dtype_policy.compute_dtype
+  want = likelihood(reference).numpy()
+  np.testing.assert_allclose(
+      values.numpy(), want, rtol=0.,
+      atol=POLICY_TOLERANCE[policy] * np.abs(want).max())
+
+  # A few steps of fit: finite, none skipped, the weights move.
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
+      policy == "mixed_float16")
+  before = [w.numpy().copy() for w in model.trainable_weights]
+  if name == "energy_flow":
+    history = model.fit(data, epochs=1, steps_per_epoch=4, verbose=0)
+  else:
+    history = model.fit(data, batch_size=8, epochs=1, verbose=0)
+  assert np.isfinite(history.history["loss"]).all()
+  assert history.history["skipped_steps"][-1] == 0
+  assert any(not np.array_equal(w.numpy(), b)
+             for w, b in zip(model.trainable_weights, before, strict=True))
+  assert np.all(np.isfinite(likelihood(model).numpy()))

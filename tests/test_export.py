@@ -130,6 +130,7 @@ def glow_and_images():
   return model, images
 
 
+@pytest.mark.slow  # a fresh process per signature check; FlowVAE's twin stays in the default suite
 def test_glow_export_serves_every_signature_without_tfp(glow_and_images,
                                                         tmp_path):
   model, images = glow_and_images
@@ -239,6 +240,7 @@ def test_flow_vae_export_serves_every_signature_without_tfp(tmp_path):
     assert text in shown, text
 
 
+@pytest.mark.slow  # three Glow exports
 def test_versions_count_up_and_are_never_overwritten(glow_and_images,
                                                      tmp_path):
   model, _ = glow_and_images

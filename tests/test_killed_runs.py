@@ -16,6 +16,9 @@ import pytest
 
 from idx_digits import make_digits_dir
 
+# Long (kill -9 and rerun whole training processes): CI runs it after the default suite.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EPOCHS, STEPS_PER_EPOCH = 3, 20  # 640 digits in global batches of 32
 # (tests/harness_glow.py)

@@ -11,9 +11,13 @@ import sys
 
 import h5py
 import numpy as np
+import pytest
 
 from idx_digits import make_digits_dir
 from tfp_flows.callbacks import read_epoch_log
+
+# Long (worker processes training over gRPC): CI runs it after the default suite.
+pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -3,6 +3,8 @@
 import pathlib
 import re
 
+import pytest
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -15,8 +17,8 @@ def test_quickstart_code_runs():
   assert namespace["z"].shape == (100, 2)
 
 
+@pytest.mark.slow  # trains Glow for an epoch; CI runs it after the default suite
 def test_glow_snippet_runs(shared_data_dir, monkeypatch):
-  import pytest
   if shared_data_dir is None:
     pytest.skip("the snippet reads ../shared/data/mnist")
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
@@ -28,8 +30,8 @@ def test_glow_snippet_runs(shared_data_dir, monkeypatch):
   assert namespace["model"].sample(2).dtype.name == "uint8"
 
 
+@pytest.mark.slow  # trains a FlowVAE on binarized MNIST
 def test_flow_vae_snippet_runs(shared_data_dir, monkeypatch):
-  import pytest
   if shared_data_dir is None:
     pytest.skip("the snippet reads ../shared/data/binarized_mnist")
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
@@ -51,10 +53,10 @@ def test_flow_vae_snippet_runs(shared_data_dir, monkeypatch):
   assert np.all(np.isfinite(elbo)) and log_p.mean() > elbo.mean()
 
 
+@pytest.mark.slow  # a TrainingRun, with exports
 def test_training_from_python_snippet_runs(shared_data_dir, tmp_path,
                                            monkeypatch, capsys):
   import json
-  import pytest
   if shared_data_dir is None:
     pytest.skip("the snippet reads ../shared/data/mnist")
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)

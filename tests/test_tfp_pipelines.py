@@ -77,6 +77,9 @@ def test_banana_moments_match_its_definition():
   samples = np.stack([x1, x2], -1).astype(np.float64)
   np.testing.assert_allclose(samples.mean(0), target.mean(), atol=0.03)
   np.testing.assert_allclose(samples.var(0), target.variance(), rtol=0.03)
+  # E x2^4 = 75 has a standard error of about 4% here (E g^16 = 15!!).
+  np.testing.assert_allclose(np.mean((samples - samples.mean(0))**4, axis=0),
+                             target.fourth_central_moment(), rtol=0.15)
   # log_prob is the normalized density of those samples: its mean is -H.
   entropy = (0.5 * np.log(2 * np.pi * np.e * target.scale**2)
              + 0.5 * np.log(2 * np.pi * np.e))
@@ -124,6 +127,7 @@ def test_trained_flow_whitens_the_target(small_neutra_flow):
   assert trained < 0.5 * initial, (trained, initial)
 
 
+@pytest.mark.slow  # 8 chains of 1,200 NUTS iterations
 def test_neutra_chain_matches_the_target_moments(small_neutra_flow):
   target, flow, losses = small_neutra_flow
   assert losses[-150:].mean() < losses[:150].mean()
@@ -143,23 +147,52 @@ def test_neutra_chain_matches_the_target_moments(small_neutra_flow):
   assert chains["leapfrogs"].shape == (num_results, num_chains)
   summary = neutra_hmc.chain_summary(chains, target)
   assert summary["acceptance_rate"] > 0.8  # Adapted towards 0.95.
-  # Gradients are counted from the leapfrog steps NUTS actually took.
-  assert summary["gradient_evaluations"] == chains["leapfrogs"].sum() > 0
   assert summary["divergences"] <= 0.01 * num_results * num_chains
-  # Margins from the spread over chain seeds 7-11 (same flow and starts;
-  # benchmarks/neutra_seed_spread.py at 9e767bc): max R-hat 1.002-1.030, and
-  # 1.056 for seed 7 inside this suite (the flow's rounding differs there);
-  # |mean z| up to 4.4; variance ratios 0.77-1.27. x2 is skewed and
-  # heavy-tailed (kurtosis 8.3): its moments converge more slowly than the
-  # ESS of its mean suggests. So the classic R-hat < 1.1 (Gelman et al.
-  # 2013), means within 5 standard errors (from the measured ESS) and
-  # variances within 35%; the check keeps its power (below).
+  # Margins from the spread over chain seeds (same flow and starts;
+  # benchmarks/neutra_seed_spread.py): max R-hat 1.002-1.030 there, 1.056 for
+  # seed 7 inside this suite, and a variance ratio of 1.39 for x2 on the CI
+  # machine, where the flow's rounding differs. x2 is skewed and heavy-tailed
+  # (kurtosis 8.3): a fixed tolerance on its variance cannot hold across
+  # machines, its standard error can. So the classic R-hat < 1.1 (Gelman et
+  # al. 2013), and means and variances within 5 standard errors, each from
+  # the ESS of the statistic itself (x, and (x - mean)^2); the check keeps
+  # its power (below).
   assert summary["max_r_hat"] < 1.1
   assert np.all(np.abs(summary["mean_z_score"]) < 5.), summary
-  np.testing.assert_allclose(summary["variance_ratio"], 1., atol=0.35)
+  assert np.all(np.abs(summary["variance_z_score"]) < 5.), summary
 
-  # The check has power: the same draws fail it against a more curved banana
-  # (Var[x2] 9 instead of 3).
-  wrong = neutra_hmc.Banana(scale=SMALL_BANANA["scale"], curvature=0.5)
-  wrong_ratio = neutra_hmc.chain_summary(chains, wrong)["variance_ratio"]
-  assert abs(wrong_ratio[1] - 1.) > 0.35, wrong_ratio
+  # The check has power: the same draws fail it against a less curved banana
+  # (Var[x2] 1.32 instead of 3).
+  wrong = neutra_hmc.Banana(scale=SMALL_BANANA["scale"], curvature=0.1)
+  wrong_z = neutra_hmc.chain_summary(chains, wrong)["variance_z_score"]
+  assert abs(wrong_z[1]) > 5., wrong_z
+
+
+def test_gradient_evaluations_are_counted_by_the_target(small_neutra_flow):
+  """`chain_summary`'s gradient count against a counter inside the target.
+
+  One chain: one evaluation (value and gradient) per leapfrog step, plus one
+  for the initial state. Batched chains evaluate in lockstep, so the target
+  runs once for every chain at each step any chain takes.
+  """
+  target, flow, _ = small_neutra_flow
+  evaluations = tf.Variable(0, dtype=tf.int64)  # Rows of x evaluated.
+
+  def counting_log_prob(x):
+    rows = tf.reduce_prod(tf.shape(x)[:-1])
+    evaluations.assign_add(tf.cast(rows, tf.int64))
+    return target.log_prob(x)
+
+  for num_chains in (1, 3):
+    evaluations.assign(0)
+    chains = neutra_hmc.run_chains(
+        counting_log_prob, tf.zeros([num_chains, 2]), num_results=40,
+        num_burnin_steps=0, bijector=flow, seed=3)
+    leapfrogs = chains["leapfrogs"]
+    lockstep_steps = leapfrogs.max(axis=1).sum() + 1
+    assert int(evaluations.numpy()) == num_chains * lockstep_steps
+    if num_chains == 1:  # one evaluation per leapfrog step, one to start
+      assert int(evaluations.numpy()) == leapfrogs.sum() + 1 > 40
+    else:  # (ESS and R-hat need more than one chain)
+      summary = neutra_hmc.chain_summary(chains, target)
+      assert summary["gradient_evaluations"] == leapfrogs.sum()

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+# Long (the example script, end to end, in subprocesses): CI runs it after the default suite.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "train_glow.py"
 

@@ -26,6 +26,11 @@ neither `tfp_flows`, TensorFlow Probability nor Keras. Randomness in
 numbers as the model's own methods with their default `seed=0`), so
 repeated requests agree; `sample` draws fresh latents on every call.
 
+Signatures speak float32 whatever the model's dtype policy: a
+`mixed_float16` / `mixed_bfloat16` model computes its likelihood in float32
+anyway, and a `float64` model's float outputs are rounded to float32 here
+(its float32 inputs are cast up by the model).
+
 Each model writes its own signatures (`serving_endpoints()`, in its
 module), with the request checks below; this module writes them out.
 Keras' `ExportArchive` writes the archive: it tracks exactly the model's
@@ -85,7 +90,8 @@ def export_saved_model(model, export_dir, version=None):
   archive = keras.export.ExportArchive()
   archive.track(model)
   for name, (fn, input_signature) in endpoints.items():
-    archive.add_endpoint(name, fn, input_signature=input_signature)
+    archive.add_endpoint(name, _float32_outputs(fn),
+                         input_signature=input_signature)
   export_dir.mkdir(parents=True, exist_ok=True)
   # A dot-name: TF Serving only loads all-digit folder names.
   partial = export_dir / f".partial-{version}-{os.getpid()}"
@@ -96,6 +102,16 @@ def export_saved_model(model, export_dir, version=None):
   finally:
     shutil.rmtree(partial, ignore_errors=True)
   return target
+
+
+def _float32_outputs(fn):
+  """`fn` with its floating outputs as float32 (the module docstring)."""
+
+  def endpoint(*args):
+    return {name: tf.cast(value, tf.float32) if value.dtype.is_floating
+            else value for name, value in fn(*args).items()}
+
+  return endpoint
 
 
 def images_spec(image_shape):

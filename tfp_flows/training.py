@@ -157,6 +157,10 @@ class TrainingRun:
     # same code runs again; kept after the last epoch, so a rerun of a
     # finished run trains no further. Two generations, so a run killed while
     # writing one restarts from the other.
+    # Made here, not by the callback: Keras checks then creates (os.makedirs
+    # without exist_ok), and a worker creating `backup/worker_1` between the
+    # chief's check and its create fails the chief with FileExistsError.
+    self.backup_dir.mkdir(parents=True, exist_ok=True)
     standard.append(keras.callbacks.BackupAndRestore(
         str(self.backup_dir), delete_checkpoint=False, double_checkpoint=True))
     if chief:

@@ -40,9 +40,13 @@ def check_values(tensor, ok, message, culprits):
     return tf.identity(tensor)
 
 
-def checked_latents(latents, dim, model_name):
-  """Float32 latents `[N, dim]`, finite, or an error saying what is wrong."""
-  latents = tf.convert_to_tensor(latents, tf.float32)
+def checked_latents(latents, dim, model_name, dtype=tf.float32):
+  """Latents `[N, dim]` in `dtype` (the model's likelihood dtype; a float
+  tensor of another precision is cast to it), finite, or an error saying
+  what is wrong."""
+  if tf.is_tensor(latents) and latents.dtype.is_floating:
+    latents = tf.cast(latents, dtype)
+  latents = tf.convert_to_tensor(latents, dtype)
   if latents.shape.rank is not None and (
       latents.shape.rank != 2 or latents.shape[-1] not in (None, dim)):
     raise ValueError(f"{model_name}: latents must have shape [N, {dim}]; got "

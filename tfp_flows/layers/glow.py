@@ -2,6 +2,7 @@
 invertible 1x1 convolution, affine coupling."""
 
 import dataclasses
+import functools
 
 import keras
 import numpy as np
@@ -101,7 +102,10 @@ class AffineCouplingLayer(keras.layers.Layer):
 
   Network: conv3x3(hidden)-ReLU-conv1x1(hidden)-ReLU-conv3x3(2 * (C // 2)),
   the last convolution zero-initialized so the coupling starts at a fixed
-  scale `sigmoid(2)` and zero shift.
+  scale `sigmoid(2)` and zero shift. The network computes in the layer's
+  compute dtype (16 bits under a `mixed_*` policy); its output is cast to
+  the variables' dtype, in which the coupling's scale, shift and log-det
+  are computed.
   """
 
   def __init__(self, hidden_channels=64, **kwargs):
@@ -111,13 +115,12 @@ class AffineCouplingLayer(keras.layers.Layer):
   def build(self, input_shape):
     channels = int(input_shape[-1])
     conditioner_shape = tuple(input_shape[:-1]) + (channels - channels // 2,)
+    conv = functools.partial(keras.layers.Conv2D, dtype=self.dtype_policy)
     self.network = keras.Sequential([
-        keras.layers.Conv2D(self.hidden_channels, 3, padding="same",
-                            activation="relu"),
-        keras.layers.Conv2D(self.hidden_channels, 1, activation="relu"),
-        keras.layers.Conv2D(2 * (channels // 2), 3, padding="same",
-                            kernel_initializer="zeros",
-                            bias_initializer="zeros"),
+        conv(self.hidden_channels, 3, padding="same", activation="relu"),
+        conv(self.hidden_channels, 1, activation="relu"),
+        conv(2 * (channels // 2), 3, padding="same",
+             kernel_initializer="zeros", bias_initializer="zeros"),
     ], name="network")
     self.network.build(conditioner_shape)
 
@@ -125,7 +128,10 @@ class AffineCouplingLayer(keras.layers.Layer):
     return {**super().get_config(), "hidden_channels": self.hidden_channels}
 
   def bijector(self):
-    return AffineCoupling(self.network)
+    return AffineCoupling(self._shift_and_log_scale)
+
+  def _shift_and_log_scale(self, x_a):
+    return tf.cast(self.network(x_a), self.variable_dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,22 +192,24 @@ class GlowArchitecture:
     num_levels, num_steps, hidden_channels: `L`, `K` and the coupling
       networks' width.
     seed: seeds the 1x1 convolutions' initial rotations.
+    dtype: the layers' Keras dtype policy (default: the global one).
   """
 
   def __init__(self, image_shape, num_levels, num_steps, hidden_channels,
-               seed=0):
+               seed=0, dtype=None):
     h, w, c = image_shape
     self.levels = []
     for index in range(num_levels):
       step_shape = (None, h // 2, w // 2, 4 * c)
       steps = []
       for k in range(num_steps):
-        step = (ActNormLayer(name=f"actnorm_{index}_{k}"),
+        step = (ActNormLayer(name=f"actnorm_{index}_{k}", dtype=dtype),
                 InvertibleConv1x1Layer(
                     seed=seed * 1000 + index * num_steps + k,
-                    name=f"conv1x1_{index}_{k}"),
+                    name=f"conv1x1_{index}_{k}", dtype=dtype),
                 AffineCouplingLayer(hidden_channels,
-                                    name=f"coupling_{index}_{k}"))
+                                    name=f"coupling_{index}_{k}",
+                                    dtype=dtype))
         for layer in step:
           layer.build(step_shape)
         steps.append(step)

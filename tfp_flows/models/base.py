@@ -29,6 +29,7 @@ never its input checks, and the workarounds distribution needs. Every
 private Keras/TensorFlow hook is in `tfp_flows._internal`.
 """
 
+import functools
 import inspect
 
 import keras
@@ -43,6 +44,14 @@ __all__ = ["FlowModel", "global_batch_noise", "images_of", "step_seed"]
 class FlowModel(_internal.KerasTrainerHooks, keras.Model):
   """Base class of the flow models: a Keras 3 model whose subclasses write
   their objective, sampling and serving contract (module docstring).
+
+  Dtypes follow Keras' dtype policy (the global one, or `dtype=` here):
+  under `"float64"` everything is float64; under `"mixed_float16"` and
+  `"mixed_bfloat16"` the networks compute in the low precision and
+  everything a likelihood depends on is kept in the variables' float32
+  (`likelihood_dtype`), and under `"mixed_float16"` `compile` wraps the
+  optimizer in Keras' `LossScaleOptimizer`. A policy that would keep the
+  likelihood itself in 16 bits (`"float16"`, `"bfloat16"`) is refused.
 
   Args:
     seed: seeds the training noise, drawn for step `t` from the stateless
@@ -61,6 +70,7 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
 
   def __init__(self, seed=0, **kwargs):
     super().__init__(**kwargs)
+    _check_dtype_policy(self)
     self.seed = seed
     for name in self.metric_names:
       setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
@@ -76,6 +86,14 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
 
   def get_config(self):
     return {**super().get_config(), "seed": self.seed}
+
+  @property
+  def likelihood_dtype(self):
+    """The dtype of everything a likelihood depends on (flow steps,
+    log-dets, log-densities, noise, the loss): the variables' dtype, so
+    float32 under the `mixed_*` policies, whose networks compute in 16 bits
+    and have their outputs cast to this."""
+    return tf.as_dtype(self.variable_dtype)
 
   # What a subclass writes ----------------------------------------------------
 
@@ -130,8 +148,9 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
     """An op that fails, saying what to do, unless initialized."""
     if not self.needs_initialization:
       return tf.no_op()
+    initialized = self.initialized.value
     return tf.debugging.assert_equal(
-        self.initialized.value, 1.,
+        initialized, tf.ones_like(initialized),
         message=f"{type(self).__name__} is not initialized (data-dependent "
                 f"initialization). Call model.initialize(batch), fit, or "
                 f"log_prob eagerly on a batch of data first.")
@@ -212,8 +231,9 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
     if spec is None:
       return None
     sampler, batch_size, event_shape = spec
-    return global_batch_noise(sampler, batch_size, event_shape,
-                              step_seed(self.seed, step))
+    return global_batch_noise(
+        functools.partial(sampler, dtype=self.likelihood_dtype), batch_size,
+        event_shape, step_seed(self.seed, step))
 
   def train_step(self, data):
     # Outside XLA: XLA would drop the checks' Asserts, and its stateless
@@ -259,28 +279,48 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
     non-finite value ever reaches the weights; `NonFiniteGuard` then stops
     training or lets it go on.
 
+    With Keras' `LossScaleOptimizer` (`mixed_float16`) the gradients are of
+    the scaled loss, and a non-finite gradient of a finite loss is an
+    overflow of the scale: the loss scaler's business (it skips the step
+    and halves the scale), not a skipped step. Only a non-finite loss is.
+
     Returns:
-      Boolean scalar: whether the step was applied.
+      Boolean scalar: whether the step's values count (applied, or left to
+      the loss scaler).
     """
     variables = self.trainable_variables
     strategy = tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
-    # Seeding the backward pass with 1/replicas differentiates
-    # loss / replicas without recording the division on the caller's tape.
+    loss_scaled = isinstance(self.optimizer,
+                             keras.optimizers.LossScaleOptimizer)
+    # Seeding the backward pass with scale/replicas differentiates
+    # scale * loss / replicas without recording it on the caller's tape.
+    output_gradient = tf.ones_like(loss) / replicas
+    if loss_scaled:
+      output_gradient *= tf.cast(self.optimizer.scale_loss(1.), loss.dtype)
     gradients = tape.gradient(loss, variables,
-                              output_gradients=tf.ones_like(loss) / replicas)
-    finite = tf.reduce_all(
-        [tf.reduce_all(tf.math.is_finite(loss))] +
-        [tf.reduce_all(tf.math.is_finite(g)) for g in gradients
-         if g is not None])
+                              output_gradients=output_gradient)
+    not_finite = 1. - tf.cast(tf.stack([
+        tf.reduce_all(tf.math.is_finite(loss)),
+        tf.reduce_all([tf.reduce_all(tf.math.is_finite(g))
+                       for g in gradients if g is not None])]), tf.float32)
     context = tf.distribute.get_replica_context()
     if replicas > 1:
       # One decision for every replica: the optimizer's all-reduce would
       # carry one replica's NaN to all of them. (ReduceOp has no MIN: count
       # the replicas that are not finite.)
-      not_finite = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                      1. - tf.cast(finite, tf.float32))
-      finite = tf.equal(not_finite, 0.)
+      not_finite = context.all_reduce(tf.distribute.ReduceOp.SUM, not_finite)
+    loss_finite, gradients_finite = tf.unstack(tf.equal(not_finite, 0.))
+    if not loss_scaled:
+      finite = loss_finite & gradients_finite
+    else:
+      finite = loss_finite
+      if replicas > 1:
+        # The loss scaler decides on each replica's own gradients (or the
+        # first replica's): make every replica's as finite as the worst.
+        overflow = tf.where(gradients_finite, 0., float("nan"))
+        gradients = [None if g is None else g + tf.cast(overflow, g.dtype)
+                     for g in gradients]
 
     def apply(gradients):
       self.optimizer.apply_gradients(zip(gradients, variables))
@@ -312,7 +352,8 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
     applied (its values may be NaN, which would poison the means)."""
     weight = tf.cast(applied, tf.float32)
     for name in self.metric_names:
-      value = tf.where(applied, values[name], 0.)
+      value = tf.convert_to_tensor(values[name])
+      value = tf.where(applied, value, tf.zeros_like(value))
       getattr(self, f"{name}_tracker").update_state(value, sample_weight=weight)
 
   def _logs(self, **values):
@@ -330,6 +371,19 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
     if _internal.in_multi_worker_mode(tf.distribute.get_strategy()):
       logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
     return logs
+
+
+def _check_dtype_policy(model):
+  """Refuses a dtype policy that would compute likelihoods in 16 bits."""
+  policy = model.dtype_policy
+  if tf.as_dtype(policy.variable_dtype) not in (tf.float32, tf.float64):
+    raise ValueError(
+        f"{type(model).__name__}: the dtype policy {policy.name!r} would keep "
+        f"the weights and the likelihood (log-dets, log-densities) in "
+        f"{policy.variable_dtype}, which cannot hold them; use "
+        f"'mixed_{policy.compute_dtype}' (networks in "
+        f"{policy.compute_dtype}, likelihood in float32), 'float32' or "
+        f"'float64'.")
 
 
 def images_of(data):

@@ -66,7 +66,10 @@ class EnergyFlowModel(FlowModel):
                                     name="base_loc")
     self.base_log_scale = self.add_weight(shape=(2,), initializer="zeros",
                                           name="base_log_scale")
+    # No network here: under a `mixed_*` policy the flow, like the rest of
+    # the model, stays in the variables' dtype.
     self.flow_parameters = FlowParameters(flow, num_flows, 2, seed=seed,
+                                          dtype=self.variable_dtype,
                                           name="flow_parameters")
     self.built = True
 
@@ -92,15 +95,17 @@ class EnergyFlowModel(FlowModel):
     inverse (numerical for planar steps)."""
     flow = tfb.Chain(list(reversed(self.flow_parameters.bijectors())))
     q = tfd.TransformedDistribution(self._base_distribution(), flow)
-    return q.log_prob(tf.convert_to_tensor(z, tf.float32))
+    return q.log_prob(tf.cast(z, self.likelihood_dtype))
 
   def beta(self, step):
-    return annealed_beta(step, self.initial_beta, self.annealing_steps)
+    return annealed_beta(step, self.initial_beta, self.annealing_steps,
+                         self.likelihood_dtype)
 
   def free_energy(self, num_samples=10_000, seed=0):
     """Monte Carlo estimate of `F` at `beta = 1` (an upper bound on
     `-log Z` in expectation): mean and standard error, NumPy floats."""
-    noise = tf.random.stateless_normal([num_samples, 2], seed=[seed, 0])
+    noise = tf.random.stateless_normal([num_samples, 2], seed=[seed, 0],
+                                       dtype=self.likelihood_dtype)
     z, log_q = self.sample_and_log_prob(noise)
     values = (log_q + self.energy_fn(z)).numpy()
     return values.mean(), values.std(ddof=1) / np.sqrt(num_samples)
@@ -118,7 +123,8 @@ class EnergyFlowModel(FlowModel):
     return tf.random.stateless_normal, self.batch_size, [2]
 
   def objective(self, batch, noise, training):
-    beta = self.beta(self.optimizer.iterations) if training else tf.constant(1.)
+    beta = (self.beta(self.optimizer.iterations) if training
+            else tf.constant(1., self.likelihood_dtype))
     z, log_q = self.sample_and_log_prob(noise)
     potential = self.energy_fn(z)
     loss = tf.reduce_mean(log_q + beta * potential)

@@ -1,6 +1,7 @@
 """A VAE whose approximate posterior is a planar or radial flow (Rezende &
 Mohamed 2015, Sec. 6.2), as a Keras 3 model with a custom `train_step`."""
 
+import functools
 import math
 
 import keras
@@ -135,7 +136,9 @@ class FlowVAE(FlowModel):
     self.flow_head_lr_multiplier = float(flow_head_lr_multiplier)
     self.event_size = math.prod(self.image_shape)
 
-    dense = keras.layers.Dense
+    # The sublayers take the model's dtype policy (Keras does not pass a
+    # model's `dtype=` on to the layers it creates).
+    dense = functools.partial(keras.layers.Dense, dtype=self.dtype_policy)
     self.encoder_layers = [
         dense(units, activation=activation, name=f"encoder_{i}")
         for i, units in enumerate(hidden_units)]
@@ -154,7 +157,7 @@ class FlowVAE(FlowModel):
           kernel_multiplier=self.flow_head_lr_multiplier,
           kernel_initializer="zeros",
           bias_initializer=keras.initializers.Constant(initial),
-          name="flow_head")
+          dtype=self.dtype_policy, name="flow_head")
     self.decoder_layers = [
         dense(units, activation=activation, name=f"decoder_{i}")
         for i, units in enumerate(reversed(hidden_units))]
@@ -189,7 +192,8 @@ class FlowVAE(FlowModel):
   # Inputs ------------------------------------------------------------------
 
   def _check_images(self, images):
-    """Float32 `[N, H, W, C]` of binary images, or an error saying what is
+    """`[N, H, W, C]` binary images in `likelihood_dtype`, or an error saying
+    what is
     wrong: shape and dtype statically, the 0/1 values at run time (a
     Bernoulli likelihood of other values would train on nonsense, and a NaN
     would surface only as a NaN loss)."""
@@ -204,7 +208,7 @@ class FlowVAE(FlowModel):
             images.dtype == tf.bool):
       raise TypeError(f"FlowVAE: images must be bool, or integer or float 0/1 "
                       f"values; got dtype {images.dtype.name}.")
-    images = tf.cast(images, tf.float32)
+    images = tf.cast(images, self.likelihood_dtype)
     binary = tf.equal(images, 0.) | tf.equal(images, 1.)
     return check_values(
         images, tf.reduce_all(binary),
@@ -220,15 +224,17 @@ class FlowVAE(FlowModel):
     return self._encoder(self._check_images(images))
 
   def _encoder(self, images):
-    """`posterior_parameters` of checked float32 images."""
+    """`posterior_parameters` of checked images, in `likelihood_dtype` (the
+    networks may compute in 16 bits; the posterior's parameters do not)."""
     h = tf.reshape(images, [-1, self.event_size])
     for layer in self.encoder_layers:
       h = layer(h)
-    loc, log_scale = tf.split(self.posterior_head(h), 2, axis=-1)
+    posterior = tf.cast(self.posterior_head(h), self.likelihood_dtype)
+    loc, log_scale = tf.split(posterior, 2, axis=-1)
     flow_params = None
     if self.flow_head is not None:
       flow_params = tf.reshape(
-          self.flow_head(h),
+          tf.cast(self.flow_head(h), self.likelihood_dtype),
           [-1, self.num_flows, self.family.param_size(self.latent_dim)])
     return loc, log_scale, flow_params
 
@@ -266,11 +272,12 @@ class FlowVAE(FlowModel):
   # The generative model ----------------------------------------------------
 
   def decoder_logits(self, latents):
-    """Bernoulli logits `[..., H, W, C]` of `p(x | z)`."""
+    """Bernoulli logits `[..., H, W, C]` of `p(x | z)`, in
+    `likelihood_dtype`."""
     h = latents
     for layer in self.decoder_layers:
       h = layer(h)
-    logits = self.logits_head(h)
+    logits = tf.cast(self.logits_head(h), self.likelihood_dtype)
     return tf.reshape(logits,
                       tf.concat([tf.shape(logits)[:-1], self.image_shape], 0))
 
@@ -302,7 +309,8 @@ class FlowVAE(FlowModel):
     """Single-sample ELBO per example `[N]`, nats; stateless in `seed`."""
     images = tf.convert_to_tensor(images)  # elbo_terms checks them
     noise = tf.random.stateless_normal(
-        [tf.shape(images)[0], self.latent_dim], seed=[seed, 0])
+        [tf.shape(images)[0], self.latent_dim], seed=[seed, 0],
+        dtype=self.likelihood_dtype)
     log_likelihood, log_prior, log_q = self.elbo_terms(images, noise)
     return log_likelihood + log_prior - log_q
 
@@ -314,14 +322,16 @@ class FlowVAE(FlowModel):
     images = self._check_images(images)
     loc, log_scale, flow_params = self._encoder(images)
     noise = tf.random.stateless_normal(
-        [num_samples, tf.shape(images)[0], self.latent_dim], seed=[seed, 1])
+        [num_samples, tf.shape(images)[0], self.latent_dim], seed=[seed, 1],
+        dtype=self.likelihood_dtype)
     z, log_q = self._sample_posterior(loc, log_scale, flow_params, noise)
     log_likelihood, log_prior = self._log_likelihood_and_prior(images, z)
     return log_likelihood + log_prior - log_q
 
   def beta(self, step):
     """The annealing schedule `min(1, initial_beta + step / annealing_steps)`."""
-    return annealed_beta(step, self.initial_beta, self.annealing_steps)
+    return annealed_beta(step, self.initial_beta, self.annealing_steps,
+                         self.likelihood_dtype)
 
   def call(self, images, training=False):
     return self.elbo(images)
@@ -346,7 +356,8 @@ class FlowVAE(FlowModel):
 
   def objective(self, images, noise, training):
     # Annealed in training; the plain negative ELBO (beta = 1) in evaluation.
-    beta = self.beta(self.optimizer.iterations) if training else tf.constant(1.)
+    beta = (self.beta(self.optimizer.iterations) if training
+            else tf.constant(1., self.likelihood_dtype))
     free_energy, log_likelihood, kl = self.free_energy_terms(images, noise,
                                                              beta)
     return tf.reduce_mean(free_energy), {
@@ -360,14 +371,16 @@ class FlowVAE(FlowModel):
     one sample of `z_K ~ q_K(z | x)` (stateless in `seed`)."""
     loc, log_scale, flow_params = self.posterior_parameters(images)
     mean, _ = self._flow_forward(flow_params, loc)
-    noise = tf.random.stateless_normal(tf.shape(loc), seed=[seed, 2])
+    noise = tf.random.stateless_normal(tf.shape(loc), seed=[seed, 2],
+                                       dtype=loc.dtype)
     latents, _ = self._sample_posterior(loc, log_scale, flow_params, noise)
     return mean, latents
 
   def decode(self, latents):
     """Pixel probabilities `[N, H, W, C]` of `p(x | z)`."""
     return tf.sigmoid(self.decoder_logits(
-        checked_latents(latents, self.latent_dim, "FlowVAE")))
+        checked_latents(latents, self.latent_dim, "FlowVAE",
+                        self.likelihood_dtype)))
 
   def sample(self, num_samples, seed=None):
     """Pixel probabilities of `num_samples` images decoded from the prior."""
@@ -375,8 +388,9 @@ class FlowVAE(FlowModel):
       raise ValueError(f"FlowVAE.sample: num_samples must be >= 0; got "
                        f"{num_samples}.")
     shape = [num_samples, self.latent_dim]
-    latents = (tf.random.normal(shape) if seed is None else
-               tf.random.stateless_normal(shape, seed=[seed, 3]))
+    dtype = self.likelihood_dtype
+    latents = (tf.random.normal(shape, dtype=dtype) if seed is None else
+               tf.random.stateless_normal(shape, seed=[seed, 3], dtype=dtype))
     return self.decode(latents)
 
   # Serving -----------------------------------------------------------------
@@ -406,7 +420,7 @@ class FlowVAE(FlowModel):
 
     def sample(num_samples):
       probs = self.sample(export.checked_num_samples(num_samples))
-      draws = tf.random.uniform(tf.shape(probs)) < probs
+      draws = tf.random.uniform(tf.shape(probs), dtype=probs.dtype) < probs
       return {"images": tf.cast(draws, tf.uint8), "probs": probs}
 
     images = export.images_spec(self.image_shape)

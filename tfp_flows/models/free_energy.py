@@ -27,10 +27,11 @@ def diagonal_normal_sample(loc, log_scale, noise):
   return z, standard_normal_log_prob(noise) - tf.reduce_sum(log_scale, axis=-1)
 
 
-def annealed_beta(step, initial_beta, annealing_steps):
+def annealed_beta(step, initial_beta, annealing_steps, dtype=tf.float32):
   """Rezende & Mohamed's inverse temperature `min(1, initial_beta +
-  step / annealing_steps)`; 1 throughout when `annealing_steps == 0`."""
-  step = tf.cast(step, tf.float32)
+  step / annealing_steps)`, in `dtype`; 1 throughout when
+  `annealing_steps == 0`."""
+  step = tf.cast(step, dtype)
   if annealing_steps == 0:
     return tf.ones_like(step)
-  return tf.minimum(1., initial_beta + step / annealing_steps)
+  return tf.minimum(tf.ones_like(step), initial_beta + step / annealing_steps)

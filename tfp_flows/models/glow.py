@@ -68,7 +68,8 @@ class GlowModel(FlowModel):
     self.hidden_channels = hidden_channels
     self.event_size = height * width * channels
     self.architecture = GlowArchitecture(self.image_shape, num_levels,
-                                         num_steps, hidden_channels, seed)
+                                         num_steps, hidden_channels, seed,
+                                         dtype=self.dtype_policy)
     # The architecture is a plain object: Keras tracks its layers through
     # these flat lists (step k of level l at l * K + k), filled step by step
     # so the weights and optimizer slots keep the names and order of `.keras`
@@ -92,14 +93,17 @@ class GlowModel(FlowModel):
   def flow(self):
     """The `tfb.Bijector` from latents `[..., D]` to images `[..., H, W, C]`
     in `[0, 1)`, built from the current weights."""
-    data_to_latent = tfb.Chain([self.architecture.data_to_latent(),
-                                tfb.Shift(-0.5)])
+    data_to_latent = tfb.Chain([
+        self.architecture.data_to_latent(),
+        tfb.Shift(tf.constant(-0.5, self.likelihood_dtype))])
     return tfb.Invert(data_to_latent, name="glow")
 
   @property
   def distribution(self):
     """`tfd.TransformedDistribution(N(0, I_D), flow)` over `[0, 1)` images."""
-    base = tfd.Sample(tfd.Normal(0., 1.), sample_shape=[self.event_size])
+    dtype = self.likelihood_dtype
+    base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
+                      sample_shape=[self.event_size])
     return tfd.TransformedDistribution(base, self.flow, name="glow")
 
   # Images <-> the continuous space ----------------------------------------
@@ -128,7 +132,8 @@ class GlowModel(FlowModel):
         tf.boolean_mask(values, tf.logical_not(in_range)))
 
   def _dequantize(self, images, noise):
-    return (tf.cast(images, tf.float32) + noise) / NUM_PIXEL_VALUES
+    dtype = self.likelihood_dtype
+    return (tf.cast(images, dtype) + tf.cast(noise, dtype)) / NUM_PIXEL_VALUES
 
   @staticmethod
   def _quantize(x):
@@ -168,15 +173,17 @@ class GlowModel(FlowModel):
     images = self._check_images(images)
     if images.shape[0] == 0:
       # Nothing to score; TF's convolutions mis-shape an empty batch here.
-      return tf.zeros([0])
+      return tf.zeros([0], self.likelihood_dtype)
     if tf.executing_eagerly():
       self.initialize(images)  # a no-op once initialized
-    noise = tf.random.stateless_uniform(tf.shape(images), seed=[seed, 0])
+    noise = tf.random.stateless_uniform(tf.shape(images), seed=[seed, 0],
+                                        dtype=self.likelihood_dtype)
     with tf.control_dependencies([self.assert_initialized()]):
       return self._log_prob_with_noise(images, noise)
 
   def call(self, images, training=False):
-    noise = tf.random.stateless_uniform(tf.shape(images), seed=[0, 0])
+    noise = tf.random.stateless_uniform(tf.shape(images), seed=[0, 0],
+                                        dtype=self.likelihood_dtype)
     return self._log_prob_with_noise(images, noise)
 
   # Training ---------------------------------------------------------------
@@ -202,22 +209,24 @@ class GlowModel(FlowModel):
       raise ValueError(f"GlowModel.sample: num_samples must be >= 0; got "
                        f"{num_samples}.")
     shape = [num_samples, self.event_size]
+    dtype = self.likelihood_dtype
     if seed is None:
-      latents = tf.random.normal(shape)
+      latents = tf.random.normal(shape, dtype=dtype)
     else:
-      latents = tf.random.stateless_normal(shape, seed=[seed, 1])
-    return self.decode(temperature * latents)
+      latents = tf.random.stateless_normal(shape, seed=[seed, 1], dtype=dtype)
+    return self.decode(tf.cast(temperature, dtype) * latents)
 
   def encode(self, images):
     """Latents `[N, D]` of the bin-centred 8-bit images."""
     images = self._check_images(images)
     if images.shape[0] == 0:
-      return tf.zeros([0, self.event_size])
+      return tf.zeros([0, self.event_size], self.likelihood_dtype)
     return self.flow.inverse(self._dequantize(images, 0.5))
 
   def decode(self, latents):
     """uint8 images from latents `[N, D]`; `decode(encode(x)) == x`."""
-    latents = checked_latents(latents, self.event_size, "GlowModel")
+    latents = checked_latents(latents, self.event_size, "GlowModel",
+                              self.likelihood_dtype)
     if latents.shape[0] == 0:
       return tf.zeros([0, *self.image_shape], tf.uint8)
     return self._quantize(self.flow.forward(latents))
