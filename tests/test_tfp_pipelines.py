@@ -165,24 +165,27 @@ def test_neutra_chain_matches_the_target_moments(small_neutra_flow):
   summary = neutra_hmc.chain_summary(chains, target)
   assert summary["acceptance_rate"] > 0.8  # Adapted towards 0.95.
   assert summary["divergences"] <= 0.01 * num_results * num_chains
-  # Margins from the spread over chain seeds (same flow and starts;
-  # benchmarks/neutra_seed_spread.py): max R-hat 1.002-1.030 there, 1.056 for
-  # seed 7 inside this suite, and a variance ratio of 1.39 for x2 on the CI
-  # machine, where the flow's rounding differs. x2 is skewed and heavy-tailed
-  # (kurtosis 8.3): a fixed tolerance on its variance cannot hold across
-  # machines, its standard error can. So the classic R-hat < 1.1 (Gelman et
-  # al. 2013), and means and variances within 5 standard errors, each from
-  # the ESS of the statistic itself (x, and (x - mean)^2); the check keeps
-  # its power (below).
-  assert summary["max_r_hat"] < 1.1
-  assert np.all(np.abs(summary["mean_z_score"]) < 5.), summary
-  assert np.all(np.abs(summary["variance_z_score"]) < 5.), summary
+  # Margins from the measured spread (benchmarks/neutra_seed_spread.py: the
+  # same starts, flows fitted from VI seeds 0-2, chain seeds 7-10, since
+  # another machine's rounding is another flow): max R-hat 1.002-1.084,
+  # |mean z| up to 4.4, |variance z| up to 3.6; inside this suite R-hat
+  # 1.056 once, and on the CI machine a variance ratio of 1.39 for x2. x2 is
+  # skewed and heavy-tailed (kurtosis 8.3): a fixed tolerance on its
+  # variance cannot hold across machines, its standard error can (each z
+  # from the ESS of its own statistic, x or (x - mean)^2, and the target's
+  # true spread of it). With heavy tails the ESS is itself uncertain, so
+  # the z-scores run wider than N(0, 1): thresholds about 1.6x the largest
+  # seen, and R-hat < 1.2 (2.4x the largest excess over 1).
+  assert summary["max_r_hat"] < 1.2
+  assert np.all(np.abs(summary["mean_z_score"]) < 7.), summary
+  assert np.all(np.abs(summary["variance_z_score"]) < 7.), summary
 
-  # The check has power: the same draws fail it against a less curved banana
-  # (Var[x2] 1.32 instead of 3).
-  wrong = neutra_hmc.Banana(scale=SMALL_BANANA["scale"], curvature=0.1)
+  # The check has power: the same draws fail it against a narrower banana
+  # (Var[x1] 1 instead of 4: variance z-scores of 73 and 27 for seed 7 of
+  # the flow from VI seed 0).
+  wrong = neutra_hmc.Banana(scale=1., curvature=SMALL_BANANA["curvature"])
   wrong_z = neutra_hmc.chain_summary(chains, wrong)["variance_z_score"]
-  assert abs(wrong_z[1]) > 5., wrong_z
+  assert abs(wrong_z[0]) > 7., wrong_z
 
 
 def test_gradient_evaluations_are_counted_by_the_target(small_neutra_flow):
