@@ -81,7 +81,8 @@ def test_forward_and_inverse_match_reference(kind, case, d, dtype):
   # Forward: the first-order bound of a backward-stable evaluation, errors of
   # a few eps relative in x and in every parameter, propagated through the
   # map (`_condition`), plus a few eps of the output. Measured: at most 12
-  # eps (1 + |y| + condition) over every case, dtype and D; 32 allowed.
+  # eps (1 + |y| + condition) over every case, dtype and D
+  # (benchmarks/bijector_error_bounds.py); 32 allowed.
   y = bijector.forward(x).numpy()
   bound = 32 * eps * (1. + np.abs(y_ref) + _condition(kind, params, x))
   error = np.abs(np.asarray(y, np.longdouble) - y_ref)
@@ -156,7 +157,8 @@ def test_log_det_matches_autodiff_jacobian(kind, case, d, dtype):
   tolerance adds that first-order bound to D + 4 rounding errors of the
   result (radial's (D - 1) log(1 + beta h) term). Measured against the
   extended-precision formula: at most 25 eps (1 + |log det|) beyond the
-  propagated bound (radial, D = 40); 2 (D + 4) allowed.
+  propagated bound (radial, D = 40; benchmarks/bijector_error_bounds.py);
+  2 (D + 4) allowed.
   """
   rng = _rng(kind, case, d, "jacobian")
   params = case_params(kind, case, d, dtype, rng)
