@@ -1,4 +1,5 @@
-"""Glow's bijectors on their own: ActNorm, InvertibleConv1x1, AffineCoupling.
+"""Glow's bijectors on their own: ActNorm, InvertibleConv1x1, AffineCoupling
+(affine and additive), SplitPrior.
 
 Round trips (TFP's cache defeated), log-dets against the autodiff Jacobian,
 shapes, `tf.function` and XLA, parameter gradients, and clear errors on bad
@@ -16,11 +17,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import ActNorm, AffineCoupling, InvertibleConv1x1
+from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
+                                 SplitPrior)
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
-KINDS = ("actnorm", "conv1x1", "coupling")
+KINDS = ("actnorm", "conv1x1", "coupling", "additive_coupling", "split_prior")
 DTYPES = (np.float32, np.float64)
 IMAGE = (2, 2, 4)  # H, W, C: an event of 16 values, a 16 x 16 Jacobian
 # |a - b| / (1 + |b|) of a round trip; every map here has cond <= ~10.
@@ -69,13 +71,16 @@ def _params(kind, dtype, rng, channels=IMAGE[-1]):
     lower_upper, permutation = tf.linalg.lu(tf.constant(weights))
     return {"lower_upper": lower_upper.numpy().astype(dtype),
             "permutation": permutation.numpy().astype(np.int32)}
+  # The couplings' and the split prior's networks: `C - C // 2` channels in,
+  # a shift (additive) or two values (shift and scale) per other channel out.
   c_a, c_b, hidden = channels - channels // 2, channels // 2, 3
+  out = c_b if kind == "additive_coupling" else 2 * c_b
   return {
       "kernel": (0.5 * rng.normal(size=(3, 3, c_a, hidden))).astype(dtype),
       "bias": (0.1 * rng.normal(size=hidden)).astype(dtype),
-      "out_kernel": (0.5 * rng.normal(size=(1, 1, hidden, 2 * c_b))
+      "out_kernel": (0.5 * rng.normal(size=(1, 1, hidden, out))
                      ).astype(dtype),
-      "out_bias": (0.5 * rng.normal(size=2 * c_b)).astype(dtype)}
+      "out_bias": (0.5 * rng.normal(size=out)).astype(dtype)}
 
 
 def _build(kind, params):
@@ -84,7 +89,10 @@ def _build(kind, params):
     return ActNorm(params["shift"], params["log_scale"])
   if kind == "conv1x1":
     return InvertibleConv1x1(params["lower_upper"], params["permutation"])
-  return AffineCoupling(functools.partial(_conv_net, **params))
+  network = functools.partial(_conv_net, **params)
+  if kind == "split_prior":
+    return SplitPrior(network)
+  return AffineCoupling(network, additive=kind == "additive_coupling")
 
 
 def _make(kind, dtype, *key, channels=IMAGE[-1]):
@@ -145,7 +153,8 @@ def test_log_dets_match_the_autodiff_jacobian(kind, dtype, channels):
   x, y = _images(rng, dtype, image=image), _images(rng, dtype, image=image)
   tol = LOG_DET_TOL[dtype]
   reference = _autodiff_log_abs_det(bijector.forward, x)
-  assert np.min(np.abs(reference)) > 0.1  # not volume-preserving
+  if kind != "additive_coupling":  # volume-preserving by design
+    assert np.min(np.abs(reference)) > 0.1
   fldj = bijector.forward_log_det_jacobian(x, event_ndims=3)
   np.testing.assert_allclose(np.broadcast_to(fldj, [2]), reference, rtol=tol,
                              atol=tol)
@@ -548,24 +557,64 @@ def _network_returning(shape_fn, dtype=tf.float32):
 @pytest.mark.parametrize("network,error,match", [
     # One shift and one scale for both channels of x_b: broadcast silently.
     (_network_returning(lambda s: s[:-1] + [2]), ValueError,
-     r"AffineCoupling: `shift_and_log_scale_fn` must map x_a of shape "
-     r"\(2, 2, 2, 2\) to shape \(2, 2, 2, 4\) \(shift and raw scale, "
-     r"C // 2 = 2 channels each\); got shape \(2, 2, 2, 2\)"),
+     r"AffineCoupling: `shift_and_log_scale_fn` must map its input of shape "
+     r"\(2, 2, 2, 2\) to shape \(2, 2, 2, 4\) \(2 \* \(C // 2\) \(shift, "
+     r"then raw scale\), C // 2 = 2\); got shape \(2, 2, 2, 2\)"),
     (_network_returning(lambda s: s[:-1] + [6]), ValueError,
      r"to shape \(2, 2, 2, 4\) .* got shape \(2, 2, 2, 6\)"),
     (_network_returning(lambda s: s[:-1] + [3]), ValueError,
-     r"must map x_a of shape \(2, 2, 2, 2\) to shape \(2, 2, 2\) \+ "
-     r"\[2 \* \(C // 2\)\] \(shift, then raw scale\); got shape "
+     r"must map its input of shape \(2, 2, 2, 2\) to shape \(2, 2, 2\) \+ "
+     r"\[2 \* \(C // 2\) \(shift, then raw scale\)\]; got shape "
      r"\(2, 2, 2, 3\)"),
     # A 'valid' 3x3 convolution's output: smaller than the image.
     (_network_returning(lambda s: [s[0], 1, 1, 4]), ValueError,
-     r"must map x_a of shape \(2, 2, 2, 2\) .* got shape \(2, 1, 1, 4\)"),
+     r"must map its input of shape \(2, 2, 2, 2\) .* got shape "
+     r"\(2, 1, 1, 4\)"),
     (_network_returning(lambda s: s[:-1] + [4], tf.float64), TypeError,
      r"AffineCoupling: `shift_and_log_scale_fn` must return the dtype of "
-     r"its input x_a \(float32\); got float64"),
+     r"its input \(float32\); got float64"),
 ], ids=["too_few_channels", "too_many_channels", "odd_channels",
         "smaller_image", "dtype"])
 @pytest.mark.parametrize("method", METHODS)
 def test_coupling_network_output_is_checked(network, error, match, method):
   with pytest.raises(error, match=match):
     METHODS[method](network, tf.ones([2, 2, 2, 4]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: t.__name__)
+def test_split_prior_is_the_gaussian_of_the_exiting_channels(dtype):
+  """Pulled back through SplitPrior, N(0, I) is N(mean(x_kept),
+  exp(log_std(x_kept))^2) for the first C // 2 channels times N(0, I) for
+  the rest: the paper's learned prior, computed here from scipy-free
+  closed forms."""
+  params = _params("split_prior", dtype, _rng("split prior density"))
+  network = functools.partial(_conv_net, **params)
+  prior = tfd.TransformedDistribution(
+      tfd.Sample(tfd.Normal(dtype(0.), dtype(1.)), IMAGE),
+      tfb.Invert(SplitPrior(network)))
+  x = _images(_rng("split prior density inputs"), dtype, batch_shape=(3,))
+  exiting, kept = x[..., :2], x[..., 2:]
+  mean, log_std = np.split(network(tf.constant(kept)).numpy(), 2, axis=-1)
+
+  def normal_log_density(value, mean, log_std):
+    return (-0.5 * ((value - mean) * np.exp(-log_std)) ** 2 - log_std
+            - 0.5 * np.log(2. * np.pi))
+
+  expected = (normal_log_density(exiting, mean, log_std).sum((1, 2, 3))
+              + normal_log_density(kept, 0., 0.).sum((1, 2, 3)))
+  np.testing.assert_allclose(prior.log_prob(x), expected,
+                             rtol=LOG_DET_TOL[dtype])
+  assert np.abs(log_std).max() > 0.1  # a prior that is not N(0, I)
+
+
+def test_split_prior_constructor_and_output_checks_name_it():
+  with pytest.raises(TypeError, match=r"SplitPrior: `mean_and_log_std_fn` "
+                                      r"must be callable"):
+    SplitPrior(3)
+  # Half the values it needs: a mean per exiting channel, no log std.
+  bijector = SplitPrior(lambda kept: tf.zeros_like(kept))
+  with pytest.raises(ValueError, match=(
+      r"SplitPrior: `mean_and_log_std_fn` must map its input of shape "
+      r"\(2, 2, 2, 2\) to shape \(2, 2, 2, 4\) \(2 \* \(C // 2\) \(mean, then "
+      r"log standard deviation\)")):
+    bijector.forward(tf.ones([2, 2, 2, 4]))

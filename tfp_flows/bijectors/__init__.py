@@ -21,8 +21,9 @@ from tfp_flows.bijectors.radial import Radial
 from tfp_flows.bijectors.radial import radial_params_from_unconstrained
 from tfp_flows.bijectors.reshaping import channels_first_flatten
 from tfp_flows.bijectors.reshaping import squeeze
+from tfp_flows.bijectors.split_prior import SplitPrior
 
 __all__ = ["ActNorm", "AffineCoupling", "FlowFamily", "InvertibleConv1x1",
            "PLANAR", "Planar", "RADIAL", "Radial", "channels_first_flatten",
            "family_names", "get_family", "radial_params_from_unconstrained",
-           "register_family", "squeeze"]
+           "register_family", "SplitPrior", "squeeze"]
