@@ -9,6 +9,12 @@ warm-up steps (tracing, first allocations) are excluded. Reports medians.
 
     pip install -e ".[bench]"
     python benchmarks/bench_glow.py            # 5 rounds, about 5 minutes
+    python benchmarks/bench_glow.py --peer defaults
+
+`--peer defaults` compares the plain GlowModel above with GlowModel at its
+defaults (learned priors) compiled with its default
+recipe (`compile()`: warm-up, moving average of the weights): what the
+quality options cost per step.
 
 The last line is JSON: img_per_s, peer_img_per_s, ratio (median of the
 per-round ratios), peak_rss_mb, peer_peak_rss_mb.
@@ -44,15 +50,16 @@ def _peak_rss_mb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
 
 
-def run_ours(batch_size, warmup, steps, jit_compile):
+def run_ours(batch_size, warmup, steps, jit_compile, defaults=False):
   import keras
   from tfp_flows import data
-  from tfp_flows.models import GlowModel
+  from tfp_flows.models import PLAIN_GLOW, GlowModel
 
   images = _images(batch_size * 50)
   model = GlowModel(image_shape=(28, 28, 1), num_levels=2, num_steps=8,
-                    hidden_channels=64)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+                    hidden_channels=64, **({} if defaults else PLAIN_GLOW))
+  model.compile(optimizer=None if defaults else keras.optimizers.Adam(1e-3),
+                jit_compile=jit_compile)
   times = {}
 
   class Clock(keras.callbacks.Callback):
@@ -106,8 +113,9 @@ def run_tfp(batch_size, warmup, steps):
 
 
 def worker(args):
-  if args.worker == "ours":
-    img_per_s = run_ours(args.batch_size, args.warmup, args.steps, args.jit)
+  if args.worker in ("ours", "defaults"):
+    img_per_s = run_ours(args.batch_size, args.warmup, args.steps, args.jit,
+                         defaults=args.worker == "defaults")
   else:
     img_per_s = run_tfp(args.batch_size, args.warmup, args.steps)
   print(json.dumps({"img_per_s": img_per_s, "peak_rss_mb": _peak_rss_mb()}))
@@ -131,21 +139,26 @@ def main():
   parser.add_argument("--steps", type=int, default=60)
   parser.add_argument("--jit", action="store_true",
                       help="compile GlowModel's train step with XLA")
-  parser.add_argument("--worker", choices=["ours", "tfp"], help=argparse.SUPPRESS)
+  parser.add_argument("--peer", choices=["tfp", "defaults"], default="tfp",
+                      help="what the plain GlowModel is compared with")
+  parser.add_argument("--worker", choices=["ours", "tfp", "defaults"],
+                      help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     return worker(args)
 
   ours, peer = [], []
+  peer_name = {"tfp": "tfb.Glow", "defaults": "GlowModel defaults"}[args.peer]
   for round_index in range(args.rounds):
-    order = ("ours", "tfp") if round_index % 2 == 0 else ("tfp", "ours")
+    order = (("ours", args.peer) if round_index % 2 == 0
+             else (args.peer, "ours"))
     results = {which: measure(which, args) for which in order}
     ours.append(results["ours"])
-    peer.append(results["tfp"])
+    peer.append(results[args.peer])
     print(f"round {round_index + 1}: GlowModel {results['ours']['img_per_s']:7.1f} "
-          f"img/s ({results['ours']['peak_rss_mb']:.0f} MB)   tfb.Glow "
-          f"{results['tfp']['img_per_s']:7.1f} img/s "
-          f"({results['tfp']['peak_rss_mb']:.0f} MB)", flush=True)
+          f"img/s ({results['ours']['peak_rss_mb']:.0f} MB)   {peer_name} "
+          f"{results[args.peer]['img_per_s']:7.1f} img/s "
+          f"({results[args.peer]['peak_rss_mb']:.0f} MB)", flush=True)
   ratios = [o["img_per_s"] / p["img_per_s"] for o, p in zip(ours, peer)]
   print(json.dumps({
       "img_per_s": statistics.median(o["img_per_s"] for o in ours),
@@ -153,7 +166,8 @@ def main():
       "ratio": statistics.median(ratios),
       "peak_rss_mb": statistics.median(o["peak_rss_mb"] for o in ours),
       "peer_peak_rss_mb": statistics.median(p["peak_rss_mb"] for p in peer),
-      "rounds": args.rounds, "batch_size": args.batch_size,
+      "peer": args.peer, "rounds": args.rounds,
+      "batch_size": args.batch_size,
       "jit_compile": args.jit,
   }))
 

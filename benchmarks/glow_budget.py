@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 from tfp_flows import data, plotting  # noqa: E402
-from tfp_flows.models import GlowModel  # noqa: E402
+from tfp_flows.models import PLAIN_GLOW, GlowModel  # noqa: E402
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 D = 28 * 28
@@ -52,7 +52,7 @@ def _bits_per_dim(log_prob_fn, images, batch_size=500):
 def train_ours(splits, budget, out_dir):
   keras.utils.set_random_seed(0)
   model = GlowModel(image_shape=(28, 28, 1), num_levels=2, num_steps=8,
-                    hidden_channels=64)
+                    hidden_channels=64, **PLAIN_GLOW)
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   start = time.perf_counter()
   steps = [0]

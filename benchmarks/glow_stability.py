@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from tfp_flows import data, plotting  # noqa: E402
 from tfp_flows.cli import positive_float, positive_int  # noqa: E402
-from tfp_flows.models import GlowModel  # noqa: E402
+from tfp_flows.models import PLAIN_GLOW, GlowModel  # noqa: E402
 
 SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared/data/mnist"
 
@@ -80,7 +80,7 @@ def main():
 
   keras.utils.set_random_seed(0)
   model = GlowModel(image_shape=(28, 28, 1), num_levels=2, num_steps=8,
-                    hidden_channels=64)
+                    hidden_channels=64, **PLAIN_GLOW)
   optimizer = {"adam": keras.optimizers.Adam,
                "adamax": keras.optimizers.Adamax}[args.optimizer]
   model.compile(optimizer=optimizer(args.learning_rate,

@@ -12,6 +12,10 @@ and the learning curves (learning_curve.png). The trained
 model goes to --export-dir (default saved_models/glow_mnist): glow.keras, and
 a SavedModel for TF Serving in the next numbered version folder.
 
+--conditional trains a class-conditional Glow (a learned prior per digit)
+and draws one row of samples per digit. --plain gives the plain Glow of the
+speed comparisons (standard normal latents, Glorot networks).
+
 --strategy mirrored trains on every local GPU; --strategy multi_worker on a
 cluster described by TF_CONFIG, one process per machine running this same
 command (README, "Many machines").
@@ -24,20 +28,20 @@ adds Glow's own model, data and reporting.
 """
 
 import argparse
+import inspect
 import os
 import pathlib
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfp_flows import cli, data, plotting, training  # noqa: E402
+from tfp_flows import cli, data, optimizers, plotting, training  # noqa: E402
 from tfp_flows.callbacks import SampleGridCallback  # noqa: E402
 from tfp_flows.cli import (non_negative_float,  # noqa: E402
                            non_negative_int, positive_float, positive_int)
-from tfp_flows.models import GlowModel  # noqa: E402
+from tfp_flows.models import GLOW_RECIPE, PLAIN_GLOW, GlowModel  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -56,7 +60,20 @@ def parse_args(argv=None):
   parser.add_argument("--epochs", type=positive_int, default=10)
   parser.add_argument("--batch-size", type=positive_int, default=64,
                       help="global batch size, split across replicas")
-  parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
+  parser.add_argument("--learning-rate", type=positive_float,
+                      default=GLOW_RECIPE["learning_rate"])
+  parser.add_argument("--warmup-steps", type=non_negative_int,
+                      default=GLOW_RECIPE["warmup_steps"],
+                      help="linear learning-rate warm-up")
+  parser.add_argument("--ema-momentum", type=non_negative_float,
+                      default=GLOW_RECIPE["ema_momentum"],
+                      help="momentum of the moving average of the weights "
+                           "used for validation, test, samples and export; "
+                           "0: none")
+  parser.add_argument("--cosine-decay", action="store_true",
+                      help="decay the learning rate to 0 by the last step")
+  parser.add_argument("--max-shift", type=non_negative_int, default=0,
+                      help="shift training digits by up to this many pixels")
   parser.add_argument("--global-clipnorm", type=non_negative_float,
                       default=0.,
                       help="clip each step's gradient to this global norm; "
@@ -66,6 +83,21 @@ def parse_args(argv=None):
   parser.add_argument("--num-levels", type=positive_int, default=2)
   parser.add_argument("--num-steps", type=positive_int, default=8)
   parser.add_argument("--hidden-channels", type=positive_int, default=64)
+  parser.add_argument("--coupling", choices=["affine", "additive"],
+                      default="affine")
+  parser.add_argument("--hidden-initializer", default="glorot_uniform",
+                      help="Keras initializer of the coupling networks' "
+                           "hidden convolutions (e.g. he_normal)")
+  parser.add_argument("--plain", action="store_true",
+                      help="the plain Glow of the speed comparisons: "
+                           "standard normal latents, Glorot-initialized "
+                           "networks")
+  parser.add_argument("--conditional", action="store_true",
+                      help="a class-conditional Glow (trains on labels)")
+  parser.add_argument("--classification-weight", type=non_negative_float,
+                      default=0.,
+                      help="with --conditional: weight of the classification "
+                           "loss on the top latent")
   parser.add_argument("--seed", type=int, default=0)
   cli.add_training_flags(parser)
   parser.add_argument("--output-dir", type=pathlib.Path,
@@ -75,50 +107,97 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def interpolation_figure(model, images, path, num_points=10):
-  """Decodes a straight line between the latents of two digits."""
-  latents = model.encode(images[:2])
+def interpolation_figure(model, images, labels, path, num_points=10):
+  """Decodes a straight line between the latents of two digits (of the
+  same class for a conditional model, whose latents are per class)."""
+  if labels is None:
+    pair, pair_labels, path_labels = images[:2], None, None
+  else:
+    same = np.flatnonzero(labels == labels[0])[:2]
+    pair, pair_labels = images[same], labels[same]
+    path_labels = np.full(num_points, labels[0], np.int32)
+  latents = model.encode(pair, pair_labels)
   weights = np.linspace(0., 1., num_points, dtype=np.float32)[:, None]
   path_latents = (1. - weights) * latents[0] + weights * latents[1]
-  decoded = model.decode(path_latents).numpy()
+  decoded = model.decode(path_latents, path_labels).numpy()
   plotting.save_image_grids(
       path, [plotting.image_grid(decoded, num_columns=num_points)],
       ["latent interpolation between two test digits"])
+
+
+def model_options(args):
+  """GlowModel's options from the flags (all of them, for metrics.json)."""
+  defaults = inspect.signature(GlowModel).parameters
+  options = {name: defaults[name].default for name in
+             ("hidden_initializer", "learned_prior", "num_classes",
+              "classification_weight")}
+  options.update(num_levels=args.num_levels, num_steps=args.num_steps,
+                 hidden_channels=args.hidden_channels, seed=args.seed,
+                 coupling=args.coupling,
+                 hidden_initializer=args.hidden_initializer)
+  if args.plain:
+    options.update(PLAIN_GLOW, coupling=args.coupling)
+  if args.conditional:
+    options.update(num_classes=10,
+                   classification_weight=args.classification_weight)
+  return options
+
+
+def optimizer(args, steps):
+  return optimizers.adam_with_warmup_and_ema(
+      args.learning_rate, args.warmup_steps, args.ema_momentum or None,
+      decay_steps=(max(1, steps - args.warmup_steps) if args.cosine_decay
+                   else None),
+      global_clipnorm=args.global_clipnorm or None)
 
 
 def train(args):
   # First: the strategy must exist before any other TensorFlow work.
   run = training.TrainingRun(args.output_dir, args.strategy,
                              args.cpu_replicas, seed=args.seed)
+  if args.classification_weight and not args.conditional:
+    raise SystemExit("train_glow.py: --classification-weight needs "
+                     "--conditional")
   splits = data.load_mnist(args.data_dir, args.validation_size,
-                           args.test_size, args.seed)
-  print({name: images.shape for name, images in splits.items()})
+                           args.test_size, args.seed, with_labels=True)
+  print({name: images.shape for name, (images, _) in splits.items()})
+
+  def dataset(split, batch_size, **kwargs):
+    images, labels = splits[split]
+    return data.image_dataset(images, batch_size,
+                              labels=labels if args.conditional else None,
+                              **kwargs)
+
+  steps = args.epochs * (len(splits["train"][0]) // args.batch_size)
   with run.scope():
-    model = GlowModel(image_shape=splits["train"].shape[1:],
-                      num_levels=args.num_levels, num_steps=args.num_steps,
-                      hidden_channels=args.hidden_channels, seed=args.seed)
-    model.compile(optimizer=keras.optimizers.Adam(
-        args.learning_rate, global_clipnorm=args.global_clipnorm or None))
-  run.fit(model, data.image_dataset(splits["train"], args.batch_size,
-                                    shuffle=True, seed=args.seed),
-          data.image_dataset(splits["validation"], 256), args.epochs,
-          chief_callbacks=[SampleGridCallback(args.output_dir / "samples")],
+    model = GlowModel(image_shape=splits["train"][0].shape[1:],
+                      **model_options(args))
+    model.compile(optimizer=optimizer(args, steps))
+  run.fit(model, dataset("train", args.batch_size, shuffle=True,
+                         seed=args.seed, max_shift=args.max_shift),
+          dataset("validation", 256), args.epochs,
+          chief_callbacks=[SampleGridCallback(args.output_dir / "samples",
+                                              num_samples=100)],
           non_finite=args.non_finite)
 
-  test_metrics = model.evaluate(data.image_dataset(splits["test"], 256),
-                                return_dict=True)
+  # The weights are now the moving average, if one was kept (fit ends so).
+  test_metrics = model.evaluate(dataset("test", 256), return_dict=True)
   print(f"test bits/dim: {test_metrics['bits_per_dim']:.4f} "
         f"({len(splits['test'])} digits)")
   if not run.is_chief:
     return
-  interpolation_figure(model, splits["test"],
+  test_images, test_labels = splits["test"]
+  interpolation_figure(model, test_images,
+                       test_labels if args.conditional else None,
                        args.output_dir / "interpolation.png")
   run.finish(model, args.export_dir, "glow.keras", {
       "test_bits_per_dim": test_metrics["bits_per_dim"],
       "test_nats": test_metrics["loss"],
       "global_clipnorm": args.global_clipnorm,
       "data": str(args.data_dir or "tfds:mnist"),
-      "split_sizes": {name: len(images) for name, images in splits.items()},
+      "split_sizes": {name: len(images)
+                      for name, (images, _) in splits.items()},
+      "model": model_options(args),
   }, curve_metric="bits_per_dim", curve_label="bits/dim")
 
 

@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""
         return len(values) == 2 and np.array_equal(values[0], values[1])
     with strategy.scope():
         model = GlowModel(**kwargs)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.compile()  # the default recipe: warm-up, moving average
         actnorm_weights = [w for w in model.weights if "actnorm_" in w.path]
         # fit initializes ActNorm from its first (global) batch; 0 epochs
         # leaves the initial statistics in place to compare.
@@ -55,11 +55,17 @@ SCRIPT = textwrap.dedent("""
         history = model.fit(data.image_dataset(images, 64), epochs=2, verbose=0)
     replicas_equal_after_fit = all(replicas_agree(w)
                                    for w in model.trainable_weights)
+    # The optimizer's state, its moving average of the weights included.
+    averages = [v for v in model.optimizer.variables if "average" in v.path]
+    optimizer_equal_after_fit = len(averages) == len(
+        model.trainable_weights) and all(
+            replicas_agree(v) for v in model.optimizer.variables)
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "init_matches_single_device": bool(init_match),
         "replicas_equal_after_init": bool(replicas_equal_after_init),
         "replicas_equal_after_fit": bool(replicas_equal_after_fit),
+        "optimizer_equal_after_fit": bool(optimizer_equal_after_fit),
         "losses": [float(v) for v in history.history["loss"]],
     }))
 """)
@@ -76,6 +82,7 @@ def test_actnorm_initialization_is_global_and_replicas_stay_in_sync():
   assert report["init_matches_single_device"]
   assert report["replicas_equal_after_init"]
   assert report["replicas_equal_after_fit"]
+  assert report["optimizer_equal_after_fit"]
   assert all(np.isfinite(report["losses"]))
 
 
@@ -92,6 +99,14 @@ ONE_STEP_SCRIPT = textwrap.dedent("""
 
     which = sys.argv[1]
     rng = np.random.default_rng(0)
+    batch_size = 16
+    optimizer_options = {}
+    if which == "glow_ema":
+        # Two steps with a moving average of the weights (0.5), which fit
+        # writes into the weights at its end: on 2 replicas it must be
+        # updated once a step, as on one device.
+        which, batch_size = "glow", 8
+        optimizer_options = dict(use_ema=True, ema_momentum=0.5)
     if which == "glow":
         images = rng.integers(0, 256, (16, 8, 8, 1)).astype(np.uint8)
         images[8:] //= 4   # the replicas' halves differ
@@ -108,8 +123,9 @@ ONE_STEP_SCRIPT = textwrap.dedent("""
         # Plain SGD: the update is the gradient itself, so the comparison
         # tests the gradient (Adam's first step, lr * g / |g|, would amplify
         # rounding in near-zero gradients).
-        model.compile(optimizer=keras.optimizers.SGD(0.05))
-        history = model.fit(data.image_dataset(images, 16), epochs=1,
+        model.compile(optimizer=keras.optimizers.SGD(0.05,
+                                                     **optimizer_options))
+        history = model.fit(data.image_dataset(images, batch_size), epochs=1,
                             verbose=0)
         return ({k: float(v[-1]) for k, v in history.history.items()},
                 [w.numpy() for w in model.weights])
@@ -140,7 +156,7 @@ ONE_STEP_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("which", ["glow", "flow_vae"])
+@pytest.mark.parametrize("which", ["glow", "glow_ema", "flow_vae"])
 def test_one_mirrored_step_equals_one_single_device_step(which):
   """The same global batch gives the same weights and metrics on 2 replicas
   as on one device: per-replica losses scaled by the global batch, the noise

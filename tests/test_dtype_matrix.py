@@ -17,8 +17,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
-                                 Planar, Radial, channels_first_flatten,
-                                 family_names, get_family, squeeze)
+                                 Planar, Radial, SplitPrior,
+                                 channels_first_flatten, family_names,
+                                 get_family, squeeze)
 from tfp_flows.models import EnergyFlowModel, FlowVAE, GlowModel
 
 tfb = tfp.bijectors
@@ -63,15 +64,20 @@ def _conv1x1():
           [lower_upper.numpy()], rng.normal(size=(2, 2, 2, 4)), 3)
 
 
-def _affine_coupling():
-  rng = _rng(4)
-  params = [0.5 * rng.normal(size=(1, 1, 2, 4)), 0.1 * rng.normal(size=(4,))]
+def _conditioned_affine(bijector_class, out_channels, seed, **kwargs):
+  """A coupling-like bijector of 4 channels whose network is a 1x1
+  convolution of 2 channels, in the input's dtype."""
+  def case():
+    rng = _rng(seed)
+    params = [0.5 * rng.normal(size=(1, 1, 2, out_channels)),
+              0.1 * rng.normal(size=(out_channels,))]
 
-  def make(kernel, bias):
-    def network(x_a):  # a 1x1 convolution, in the input's dtype
-      return tf.nn.conv2d(x_a, kernel, strides=1, padding="SAME") + bias
-    return AffineCoupling(network)
-  return make, params, rng.normal(size=(2, 2, 2, 4)), 3
+    def make(kernel, bias):
+      def network(x_a):
+        return tf.nn.conv2d(x_a, kernel, strides=1, padding="SAME") + bias
+      return bijector_class(network, **kwargs)
+    return make, params, rng.normal(size=(2, 2, 2, 4)), 3
+  return case
 
 
 def _squeeze():
@@ -84,7 +90,11 @@ def _flatten():
 
 
 CASES = {"planar": _planar, "radial": _radial, "actnorm": _actnorm,
-         "conv1x1": _conv1x1, "affine_coupling": _affine_coupling,
+         "conv1x1": _conv1x1,
+         "affine_coupling": _conditioned_affine(AffineCoupling, 4, 4),
+         "additive_coupling": _conditioned_affine(AffineCoupling, 2, 14,
+                                                  additive=True),
+         "split_prior": _conditioned_affine(SplitPrior, 4, 15),
          "squeeze": _squeeze, "channels_first_flatten": _flatten}
 
 
@@ -208,6 +218,20 @@ def _glow_case(policy):
   return model, images, likelihood
 
 
+def _conditional_glow_case(policy):
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
+                    hidden_channels=8, num_classes=3, classification_weight=0.1,
+                    dtype=policy)
+  images = _rng(14).integers(0, 256, (32, 8, 8, 1)).astype(np.uint8)
+  labels = _rng(15).integers(0, 3, 32).astype(np.int32)
+  model.initialize((images, labels))
+
+  def likelihood(model):  # log q of the bin-centred images given the labels
+    return model.distribution_for(labels).log_prob(
+        tf.constant((images + 0.5) / 256., model.likelihood_dtype))
+  return model, (images, labels), likelihood
+
+
 def _energy_case(policy):
   model = EnergyFlowModel("U1", flow="radial", num_flows=2, batch_size=16,
                           dtype=policy)
@@ -218,16 +242,25 @@ def _energy_case(policy):
 
 
 MODELS = {"flow_vae": _flow_vae_case, "glow": _glow_case,
+          "conditional_glow": _conditional_glow_case,
           "energy_flow": _energy_case}
 # The layers that compute in the policy's compute dtype (16 bits under the
 # mixed policies): the networks.
 NETWORKS = {
     "flow_vae": lambda model: (model.encoder_layers + model.decoder_layers + [
         model.posterior_head, model.flow_head, model.logits_head]),
-    "glow": lambda model: [layer for coupling in model.couplings
-                           for layer in coupling.network.layers],
+    "glow": lambda model: _glow_networks(model),
+    "conditional_glow": lambda model: _glow_networks(model),
     "energy_flow": lambda model: [],
 }
+
+
+def _glow_networks(model):
+  """The coupling networks' and the split priors' convolutions."""
+  return ([layer for coupling in model.couplings
+           for layer in coupling.network.layers]
+          + [prior.network for prior in model.priors
+             if hasattr(prior, "network")])
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -261,9 +294,16 @@ def test_model_under_dtype_policy(name, policy):
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
   assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
       policy == "mixed_float16")
+  if policy == "mixed_float16":
+    # Keras' loss scale starts at 2^15, which overflows Glow's first steps
+    # (each skipped, the scale halved): four steps would all be skipped.
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.dynamic_scale.assign(2.**4)
   before = [w.numpy().copy() for w in model.trainable_weights]
   if name == "energy_flow":
     history = model.fit(data, epochs=1, steps_per_epoch=4, verbose=0)
+  elif isinstance(data, tuple):  # (images, labels)
+    history = model.fit(*data, batch_size=8, epochs=1, verbose=0)
   else:
     history = model.fit(data, batch_size=8, epochs=1, verbose=0)
   assert np.isfinite(history.history["loss"]).all()

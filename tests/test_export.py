@@ -194,6 +194,57 @@ def test_glow_export_serves_every_signature_without_tfp(glow_and_images,
     assert text in shown, text
 
 
+@pytest.mark.slow  # a fresh process, as the unconditional Glow's
+def test_conditional_glow_export_takes_labels_in_every_signature(tmp_path):
+  rng = np.random.default_rng(2)
+  images = rng.integers(0, 256, size=(6, 16, 16, 1)).astype(np.uint8)
+  labels = np.array([0, 1, 2, 2, 1, 0], np.int32)
+  model = GlowModel(image_shape=(16, 16, 1), num_levels=2, num_steps=2,
+                    hidden_channels=8, num_classes=3)
+  model.initialize((images, labels))
+  for variable in model.trainable_variables:  # per-class priors included
+    variable.assign(variable + 0.05 * rng.normal(size=variable.shape))
+  export_path = export_saved_model(model, tmp_path / "glow")
+
+  latents = model.encode(images, labels).numpy()
+  inputs = {"images": images, "labels": labels, "latents": latents,
+            "temperature": np.float32(0.),
+            "labels_out_of_range": np.array([0, 1, 2, 3, 1, 0], np.int32),
+            "labels_too_few": labels[:4], "labels_matrix": labels[None]}
+  requests = {
+      "log_prob": {"images": "images", "labels": "labels"},
+      "encode": {"images": "images", "labels": "labels"},
+      "decode": {"latents": "latents", "labels": "labels"},
+      "sample": {"labels": "labels", "temperature": "temperature"},
+  }
+  bad = {
+      "range": ["log_prob", {"images": "images",
+                             "labels": "labels_out_of_range"}],
+      "count": ["encode", {"images": "images", "labels": "labels_too_few"}],
+      "rank": ["sample", {"labels": "labels_matrix",
+                          "temperature": "temperature"}],
+  }
+  served, report = _serve(export_path, tmp_path, inputs, requests, bad)
+  _check_report(report, ["log_prob", "sample", "encode", "decode"])
+  log_prob = model.log_prob(images, labels).numpy()
+  np.testing.assert_allclose(served["log_prob/log_prob"], log_prob, rtol=1e-6)
+  # The label matters: the same images under other labels score otherwise.
+  assert np.abs(model.log_prob(images, (labels + 1) % 3).numpy()
+                - log_prob).max() > 1e-3
+  np.testing.assert_allclose(served["encode/latents"], latents, atol=1e-5)
+  np.testing.assert_array_equal(served["decode/images"], images)
+  # Temperature 0: the origin of each label's latent space, one per label.
+  origin = model.decode(np.zeros((6, model.event_size), np.float32),
+                        labels).numpy()
+  np.testing.assert_array_equal(served["sample/images"], origin)
+  errors = report["errors"]
+  _assert_clear_error(errors["range"], "labels must be in [0, 3)")
+  _assert_clear_error(errors["count"], "one entry per image")
+  _assert_clear_error(errors["rank"], "labels must have shape [N]")
+  shown = _saved_model_cli(export_path)
+  assert "inputs['labels'] tensor_info:" in shown and "DT_INT32" in shown
+
+
 def test_flow_vae_export_serves_every_signature_without_tfp(tmp_path):
   rng = np.random.default_rng(1)
   images = (rng.uniform(size=(5, 12, 12, 1)) < 0.4).astype(np.uint8)

@@ -28,13 +28,30 @@ def _digits(shared_data_dir, n, size=28):
 
 
 def _perturbed(model, images, scale=0.05, seed=0):
-  """A model whose couplings are not the identity (zero-init last layers)."""
+  """A model whose couplings and priors are not the identity (zero-init
+  last layers)."""
   model.initialize(images)
   rng = np.random.default_rng(seed)
   for variable in model.trainable_variables:
     variable.assign(variable.numpy() + scale * rng.normal(
-        size=variable.shape).astype(np.float32))
+        size=variable.shape).astype(variable.dtype))
   return model
+
+
+#: Every architecture option, each with a class-conditional variant where
+#: it exists: the model tests below run them all.
+OPTIONS = {
+    "plain": dict(learned_prior=False, hidden_initializer="glorot_uniform"),
+    "learned_prior": dict(learned_prior=True, hidden_initializer="he_normal"),
+    "additive": dict(coupling="additive"),
+    "conditional": dict(num_classes=3, classification_weight=0.1),
+}
+
+
+def _labels_for(model, n, seed=0):
+  if not model.num_classes:
+    return None
+  return np.random.default_rng(seed).integers(0, model.num_classes, n)
 
 
 def test_images_to_latents_to_images_round_trip(shared_data_dir):
@@ -49,21 +66,26 @@ def test_images_to_latents_to_images_round_trip(shared_data_dir):
   np.testing.assert_allclose(x_again.numpy(), x.numpy(), atol=1e-4)
 
 
-def test_log_det_equals_autodiff_jacobian_of_a_small_glow():
+@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS)
+def test_log_det_equals_autodiff_jacobian_of_a_small_glow(options):
+  # In float64: perturbed weights make Jacobians with condition numbers up
+  # to 1e14, whose float32 determinants are off by whole nats.
   model = GlowModel(image_shape=(4, 4, 1), num_levels=2, num_steps=2,
-                    hidden_channels=8)
+                    hidden_channels=8, dtype="float64", **options)
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, size=(32, 4, 4, 1)).astype(np.uint8)
-  _perturbed(model, images, scale=0.3)
-  x = tf.constant(rng.uniform(size=(3, 4, 4, 1)).astype(np.float32))
-  flow = model.flow
+  labels = _labels_for(model, 3)
+  _perturbed(model, images if labels is None else
+             (images, _labels_for(model, 32)), scale=0.3)
+  x = tf.constant(rng.uniform(size=(3, 4, 4, 1)))
+  flow = model.flow_for(labels)
   with tf.GradientTape() as tape:
     tape.watch(x)
     latents = flow.inverse(x)
   jacobian = tape.batch_jacobian(latents, x).numpy().reshape(3, 16, 16)
-  _, autodiff = np.linalg.slogdet(jacobian.astype(np.float64))
-  ildj = flow.inverse_log_det_jacobian(x, event_ndims=3).numpy()
-  np.testing.assert_allclose(ildj, autodiff, atol=1e-3)
+  _, autodiff = np.linalg.slogdet(jacobian)
+  ildj = flow.inverse_log_det_jacobian(tf.identity(x), event_ndims=3).numpy()
+  np.testing.assert_allclose(ildj, autodiff, rtol=1e-8, atol=1e-8)
   assert np.abs(autodiff).max() > 0.5  # the check is not of an identity map
 
 
@@ -104,15 +126,27 @@ def test_log_prob_initializes_on_the_first_batch():
     tf.function(uninitialized.log_prob)(np.zeros((2, 8, 8, 1), np.uint8))
 
 
-def test_trainable_variables_cover_every_flow_parameter():
+#: Trainable weights beyond the steps': the split prior's convolution
+#: (kernel, bias) at the one split, the top prior's parameters, and a
+#: conditional top prior's per-class parameters and classifier (kernel, bias).
+PRIOR_WEIGHTS = {"plain": 0, "learned_prior": 2 + 1, "additive": 2 + 1,
+                 "conditional": 2 + 1 + 3}
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_trainable_variables_cover_every_flow_parameter(name):
   model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=3,
-                    hidden_channels=8)
+                    hidden_channels=8, **OPTIONS[name])
   images = np.random.default_rng(2).integers(0, 256, (8, 8, 8, 1), np.uint8)
-  model.initialize(images)
+  labels = _labels_for(model, 8)
+  batch = images if labels is None else (images, labels)
+  model.initialize(batch)
   # Per step: ActNorm 2, 1x1 conv 3 (L, U, log|diag|), coupling 3 convs x 2.
-  assert len(model.trainable_variables) == 2 * 3 * (2 + 3 + 6)
+  assert len(model.trainable_variables) == (
+      2 * 3 * (2 + 3 + 6) + PRIOR_WEIGHTS[name])
   with tf.GradientTape() as tape:
-    loss = -tf.reduce_mean(model.log_prob(images))
+    loss, _ = model.objective(model.check_batch(batch),
+                              tf.fill(images.shape, 0.5), training=True)
   gradients = tape.gradient(loss, model.trainable_variables)
   assert all(g is not None for g in gradients)
 
@@ -120,8 +154,9 @@ def test_trainable_variables_cover_every_flow_parameter():
 def test_each_coupling_network_runs_once_per_log_prob(monkeypatch):
   calls = []
   original = AffineCoupling._shift_and_log_scale
-  monkeypatch.setattr(AffineCoupling, "_shift_and_log_scale",
-                      lambda self, x: calls.append(1) or original(self, x))
+  monkeypatch.setattr(
+      AffineCoupling, "_shift_and_log_scale",
+      lambda self, x: calls.append(type(self).__name__) or original(self, x))
   model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=3,
                     hidden_channels=8)
   images = np.random.default_rng(3).integers(0, 256, (4, 8, 8, 1), np.uint8)
@@ -130,7 +165,8 @@ def test_each_coupling_network_runs_once_per_log_prob(monkeypatch):
   with tf.GradientTape() as tape:
     loss = -tf.reduce_mean(model.log_prob(images))
   tape.gradient(loss, model.trainable_variables)
-  assert len(calls) == len(model.couplings) == 6
+  assert calls.count("AffineCoupling") == len(model.couplings) == 6
+  assert calls.count("SplitPrior") == 1  # one split
 
 
 def test_save_and_load_give_the_same_log_prob(tmp_path, shared_data_dir):

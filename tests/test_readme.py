@@ -78,3 +78,21 @@ def test_training_from_python_snippet_runs(shared_data_dir, tmp_path,
   assert (tmp_path / "saved_models/my_glow/glow.keras").exists()
   assert (tmp_path / "saved_models/my_glow/1/saved_model.pb").exists()
   assert "SavedModel for TF Serving" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # trains a class-conditional Glow for an epoch
+def test_conditional_glow_snippet_runs(shared_data_dir, monkeypatch):
+  if shared_data_dir is None:
+    pytest.skip("the snippet reads ../shared/data/mnist")
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+  glow_block = next(b for b in blocks if "GlowModel" in b)
+  block = next(b for b in blocks if "num_classes=10" in b)
+  monkeypatch.chdir(README.parent)
+  namespace = {}
+  # The conditional snippet continues the Glow one (its imports).
+  exec(compile(glow_block.split("splits =")[0] + block,
+               "README.md conditional Glow snippet", "exec"), namespace)
+  model = namespace["model"]
+  assert model.sample(10, temperature=0.7, labels=7).shape == (10, 28, 28, 1)
+  assert model.log_prob(namespace["images"][:8],
+                        namespace["labels"][:8]).shape == (8,)

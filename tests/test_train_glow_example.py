@@ -68,11 +68,17 @@ def test_multi_worker_without_tf_config_says_what_is_missing(tmp_path):
   assert "TF_CONFIG" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path, shared_data_dir):
+@pytest.mark.parametrize("variant", [[], ["--conditional"], ["--plain"]],
+                         ids=["default", "conditional", "plain"])
+def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path,
+                                                          shared_data_dir,
+                                                          variant):
   if shared_data_dir is None:
     pytest.skip("needs ../shared/data/mnist")
-  args = ["--data-dir", str(shared_data_dir / "mnist"), "--epochs", "1",
+  args = variant + ["--data-dir", str(shared_data_dir / "mnist"), "--epochs", "1",
           "--num-steps", "2", "--hidden-channels", "16",
+          # 15 steps: the default warm-up and average suit thousands.
+          "--warmup-steps", "5", "--ema-momentum", "0.5",
           "--validation-size", "6000", "--test-size", "1000",
           "--output-dir", str(tmp_path / "run"),
           "--export-dir", str(tmp_path / "export")]
@@ -80,6 +86,9 @@ def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path, shared_data_
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert 0 < metrics["test_bits_per_dim"] < 8
+  assert metrics["model"]["num_classes"] == (10 if variant == ["--conditional"]
+                                             else None)
+  assert metrics["model"]["learned_prior"] == (variant != ["--plain"])
   assert (tmp_path / "run" / "samples" / "samples_epoch_001.png").exists()
   assert (tmp_path / "run" / "interpolation.png").exists()
   assert (tmp_path / "run" / "learning_curve.png").exists()

@@ -1,6 +1,7 @@
 """Keras callbacks for flow training: sample grids written each epoch, the
 guard against non-finite losses, and a per-epoch log that survives resumes."""
 
+import contextlib
 import csv
 import math
 import pathlib
@@ -13,7 +14,7 @@ from tfp_flows import plotting
 
 __all__ = ["NonFiniteGuard", "NonFiniteLossError", "SampleGridCallback",
            "ReconstructionGridCallback", "save_vae_grids", "epoch_log",
-           "read_epoch_log"]
+           "read_epoch_log", "ema_weights", "sample_grid", "uses_ema"]
 
 NON_FINITE_POLICIES = ("stop", "skip")
 
@@ -85,11 +86,39 @@ class NonFiniteGuard(keras.callbacks.Callback):
           f"epoch {epoch + 1}; stopped before any checkpoint of this epoch.")
 
 
+def uses_ema(model):
+  """Whether `model`'s optimizer keeps a moving average of the weights
+  (`use_ema`; under a `LossScaleOptimizer`, its inner optimizer's)."""
+  optimizer = getattr(model, "optimizer", None)
+  optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+  return bool(getattr(optimizer, "use_ema", False))
+
+
+@contextlib.contextmanager
+def ema_weights(model):
+  """Within the block, `model` holds its optimizer's moving average of
+  the weights, and its training weights again after (a no-op without
+  `use_ema`). Keras' `SwapEMAWeights` does the swap, as it does around
+  validation, in place and on every replica."""
+  if not uses_ema(model):
+    yield model
+    return
+  swap = keras.callbacks.SwapEMAWeights()
+  swap.set_model(model)
+  swap.on_test_begin()
+  try:
+    yield model
+  finally:
+    swap.on_test_end()
+
+
 class SampleGridCallback(keras.callbacks.Callback):
   """Writes a PNG of samples at several temperatures after every epoch.
 
   Uses fixed sampling seeds, so successive epochs show the same latents
-  decoded by an improving model.
+  decoded by an improving model, and the moving average of the weights if
+  the optimizer keeps one (what the model will be after `fit`). A
+  class-conditional model's grids have one row per class.
 
   Args:
     output_dir: folder for `samples_epoch_{epoch:03d}.png`.
@@ -106,13 +135,28 @@ class SampleGridCallback(keras.callbacks.Callback):
     self.seed = seed
 
   def on_epoch_end(self, epoch, logs=None):
-    grids = [plotting.image_grid(self.model.sample(
-        self.num_samples, temperature=t, seed=self.seed).numpy())
-             for t in self.temperatures]
+    with ema_weights(self.model):
+      grids = [sample_grid(self.model, self.num_samples, t, self.seed)
+               for t in self.temperatures]
     plotting.save_image_grids(
         self.output_dir / f"samples_epoch_{epoch + 1:03d}.png", grids,
         [f"T = {t:g}" for t in self.temperatures],
         suptitle=f"{type(self.model).__name__} samples after epoch {epoch + 1}")
+
+
+def sample_grid(model, num_samples, temperature, seed):
+  """An image grid of `model.sample`s; a class-conditional model's (one
+  with `num_classes`) has a row per class, `num_samples // num_classes`
+  columns."""
+  num_classes = getattr(model, "num_classes", None)
+  if not num_classes:
+    return plotting.image_grid(model.sample(
+        num_samples, temperature=temperature, seed=seed).numpy())
+  columns = max(1, num_samples // num_classes)
+  labels = np.repeat(np.arange(num_classes, dtype=np.int32), columns)
+  images = model.sample(len(labels), temperature=temperature, seed=seed,
+                        labels=labels).numpy()
+  return plotting.image_grid(images, num_columns=columns)
 
 
 class ReconstructionGridCallback(keras.callbacks.Callback):

@@ -115,7 +115,20 @@ def _concatenate(images_by_path):
   return np.concatenate(list(images_by_path.values()))
 
 
-def load_mnist_idx(data_dir, validation_size=1000, test_size=1000, seed=0):
+def _read_labels(path, images_path, num_images):
+  if path is None:
+    raise DataError(f"{images_path}: no labels file beside it (the same "
+                    f"prefix with labels-idx1-ubyte[.gz]); labels are needed "
+                    f"for a class-conditional model.")
+  labels = read_idx(path)
+  if labels.shape != (num_images,) or labels.dtype != np.uint8:
+    raise DataError(f"{path}: expected {num_images} uint8 labels; got "
+                    f"{labels.dtype} of shape {labels.shape}.")
+  return labels.astype(np.int32)
+
+
+def load_mnist_idx(data_dir, validation_size=1000, test_size=1000, seed=0,
+                   with_labels=False):
   """MNIST splits from IDX files in `data_dir`.
 
   With `train-*` and `t10k-*` files (the official layout), test is `t10k`
@@ -124,19 +137,34 @@ def load_mnist_idx(data_dir, validation_size=1000, test_size=1000, seed=0):
   seeded shuffle splits it into train, validation and test.
 
   Returns:
-    dict with keys "train", "validation", "test": uint8 `[N, 28, 28, 1]`.
+    dict with keys "train", "validation", "test": uint8 `[N, 28, 28, 1]`,
+    or with `with_labels` `(images, labels)`, labels int32 `[N]`.
   """
   pairs = find_mnist_idx_files(data_dir)
+
+  def read(prefixes):
+    images = {pairs[p][0]: _read_images(pairs[p][0]) for p in prefixes}
+    labels = [_read_labels(pairs[p][1], pairs[p][0], len(images[pairs[p][0]]))
+              for p in prefixes] if with_labels else None
+    return _concatenate(images), (np.concatenate(labels) if with_labels
+                                  else None)
+
+  def split(images, labels, start, stop):
+    return (images[start:stop] if labels is None
+            else (images[start:stop], labels[start:stop]))
+
   if "train-" in pairs and "t10k-" in pairs:
-    train = _read_images(pairs["train-"][0])
-    test = _read_images(pairs["t10k-"][0])
+    train, train_labels = read(["train-"])
+    test, test_labels = read(["t10k-"])
     _concatenate({pairs["train-"][0]: train[:1], pairs["t10k-"][0]: test[:1]})
     if not 0 <= validation_size < len(train):
       raise DataError(f"validation_size must be in [0, {len(train)}); got "
                       f"{validation_size}.")
     cut = len(train) - validation_size
-    return {"train": train[:cut], "validation": train[cut:], "test": test}
-  images = _concatenate({p: _read_images(p) for p, _ in pairs.values()})
+    return {"train": split(train, train_labels, 0, cut),
+            "validation": split(train, train_labels, cut, None),
+            "test": split(test, test_labels, 0, None)}
+  images, labels = read(list(pairs))
   if validation_size < 0 or test_size < 0 or (
       validation_size + test_size >= len(images)):
     raise DataError(
@@ -144,13 +172,15 @@ def load_mnist_idx(data_dir, validation_size=1000, test_size=1000, seed=0):
         f"test_size={test_size} digits from the {len(images)} in {data_dir}.")
   order = np.random.default_rng(seed).permutation(len(images))
   images = images[order]
+  labels = None if labels is None else labels[order]
   train_end = len(images) - validation_size - test_size
-  return {"train": images[:train_end],
-          "validation": images[train_end:train_end + validation_size],
-          "test": images[train_end + validation_size:]}
+  return {"train": split(images, labels, 0, train_end),
+          "validation": split(images, labels, train_end,
+                              train_end + validation_size),
+          "test": split(images, labels, train_end + validation_size, None)}
 
 
-def load_mnist_tfds(validation_size=5000, data_dir=None):
+def load_mnist_tfds(validation_size=5000, data_dir=None, with_labels=False):
   """MNIST from TensorFlow Datasets: train (less validation), validation,
   test. Downloads on first use; offline, raises `DataError` naming the
   `--data-dir` alternative instead of a download traceback."""
@@ -175,6 +205,12 @@ def load_mnist_tfds(validation_size=5000, data_dir=None):
   train = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))
   test = tfds.as_numpy(builder.as_dataset(split="test", batch_size=-1))
   cut = len(train["image"]) - validation_size
+  if with_labels:
+    labels, test_labels = (train["label"].astype(np.int32),
+                           test["label"].astype(np.int32))
+    return {"train": (train["image"][:cut], labels[:cut]),
+            "validation": (train["image"][cut:], labels[cut:]),
+            "test": (test["image"], test_labels)}
   return {"train": train["image"][:cut], "validation": train["image"][cut:],
           "test": test["image"]}
 
@@ -190,12 +226,15 @@ def _reachable(url, timeout=5.):
     return False
 
 
-def load_mnist(data_dir=None, validation_size=None, test_size=1000, seed=0):
-  """IDX files from `data_dir` when given, else TFDS `mnist`."""
+def load_mnist(data_dir=None, validation_size=None, test_size=1000, seed=0,
+               with_labels=False):
+  """IDX files from `data_dir` when given, else TFDS `mnist`; with
+  `with_labels`, each split is `(images, labels)`."""
   if data_dir is not None:
     return load_mnist_idx(data_dir, 1000 if validation_size is None else
-                          validation_size, test_size, seed)
-  return load_mnist_tfds(5000 if validation_size is None else validation_size)
+                          validation_size, test_size, seed, with_labels)
+  return load_mnist_tfds(5000 if validation_size is None else validation_size,
+                         with_labels=with_labels)
 
 
 # The fixed binarization of Larochelle & Murray (2011), as TFDS downloads it.
@@ -266,8 +305,19 @@ def load_binarized_mnist(manual_dir=None, data_dir=None):
   return splits
 
 
-def image_dataset(images, batch_size, shuffle=False, seed=0, repeat=False):
-  """A `tf.data` pipeline of image batches: shuffle, batch, prefetch.
+def _random_shift(max_shift, seed):
+  """A map of one image `[H, W, C]` to a copy shifted by up to `max_shift`
+  pixels each way, zero-filled: a random crop of the zero-padded image."""
+  def shift(image):
+    padded = tf.pad(image, [[max_shift, max_shift], [max_shift, max_shift],
+                            [0, 0]])
+    return tf.image.random_crop(padded, tf.shape(image), seed=seed)
+  return shift
+
+
+def image_dataset(images, batch_size, shuffle=False, seed=0, repeat=False,
+                  labels=None, max_shift=0):
+  """A `tf.data` pipeline of image batches: shuffle, shift, batch, prefetch.
 
   Args:
     images: array or tensor `[N, ...]` (e.g. `[N, H, W, C]`), `N >= 1`.
@@ -278,6 +328,10 @@ def image_dataset(images, batch_size, shuffle=False, seed=0, repeat=False):
       `min(N, 10000)`.
     seed: the shuffle's seed.
     repeat: repeat indefinitely.
+    labels: `[N]` labels: batches are then `(images, labels)`.
+    max_shift: shift each image by a random whole number of pixels in
+      `[-max_shift, max_shift]` along each of height and width, filling with
+      zeros (openai/glow's MNIST augmentation); images `[N, H, W, C]`.
 
   Raises:
     DataError: `images` is empty, has rank < 2, or is smaller than one
@@ -299,11 +353,24 @@ def image_dataset(images, batch_size, shuffle=False, seed=0, repeat=False):
         f"image_dataset: batch_size {batch_size} exceeds the {num_images} "
         f"images; with shuffle=True the partial last batch is dropped, so "
         f"there would be no batch at all.")
-  dataset = tf.data.Dataset.from_tensor_slices(images)
+  if labels is not None and len(labels) != num_images:
+    raise DataError(f"image_dataset: {num_images} images but {len(labels)} "
+                    f"labels.")
+  if max_shift and (shape.rank != 4 or max_shift < 0):
+    raise DataError(f"image_dataset: max_shift needs images [N, H, W, C] and "
+                    f"max_shift >= 0; got shape {shape}, max_shift "
+                    f"{max_shift}.")
+  dataset = tf.data.Dataset.from_tensor_slices(
+      images if labels is None else (images, labels))
   if shuffle:
     dataset = dataset.shuffle(min(len(images), 10_000), seed=seed,
                               reshuffle_each_iteration=True)
   if repeat:
     dataset = dataset.repeat()
+  if max_shift:
+    shift = _random_shift(max_shift, seed)
+    dataset = dataset.map(
+        shift if labels is None else lambda x, y: (shift(x), y),
+        num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.batch(batch_size, drop_remainder=shuffle).prefetch(
       tf.data.AUTOTUNE)

@@ -129,8 +129,8 @@ def checked_shape(tensor, trailing_shape, what):
   fails with a message naming the input and the expected shape (the
   signature's shape is not enforced when it is called, and the first op
   that notices would name a reshape deep inside the flow)."""
-  message = (f"{what} must have shape "
-             f"[N, {', '.join(str(d) for d in trailing_shape)}]")
+  message = f"{what} must have shape {list(('N',) + tuple(trailing_shape))}"
+  message = message.replace("'", "")
   # The runtime shape, not the static one: the signature's static shape is
   # what a request claims, not what it holds, and anything computed from the
   # static rank (tf.rank, tf.size of the shape) is folded into a constant.

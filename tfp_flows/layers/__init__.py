@@ -12,6 +12,9 @@ from tfp_flows.layers.glow import AffineCouplingLayer
 from tfp_flows.layers.glow import GlowArchitecture
 from tfp_flows.layers.glow import GlowLevel
 from tfp_flows.layers.glow import InvertibleConv1x1Layer
+from tfp_flows.layers.glow import SplitPriorLayer
+from tfp_flows.layers.glow import TopPriorLayer
 
 __all__ = ["ActNormLayer", "AffineCouplingLayer", "FlowParameters",
-           "GlowArchitecture", "GlowLevel", "InvertibleConv1x1Layer"]
+           "GlowArchitecture", "GlowLevel", "InvertibleConv1x1Layer",
+           "SplitPriorLayer", "TopPriorLayer"]

@@ -1,5 +1,12 @@
 """Glow's architecture and the Keras layers owning its weights: ActNorm,
-invertible 1x1 convolution, affine coupling."""
+invertible 1x1 convolution, affine or additive coupling, and the learned
+priors at the splits and at the top.
+
+Every layer here builds its bijector from its current weights with
+`bijector(context=None)`; `context` is what a conditional part depends on
+(the class labels `[N]` of a class-conditional Glow) and the other parts
+ignore it, so the architecture walks all parts the same way.
+"""
 
 import dataclasses
 import functools
@@ -10,12 +17,13 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
-                                 channels_first_flatten, squeeze)
+                                 SplitPrior, channels_first_flatten, squeeze)
 
 tfb = tfp.bijectors
 
 __all__ = ["ActNormLayer", "AffineCouplingLayer", "GlowArchitecture",
-           "GlowLevel", "InvertibleConv1x1Layer"]
+           "GlowLevel", "InvertibleConv1x1Layer", "SplitPriorLayer",
+           "TopPriorLayer"]
 
 
 class ActNormLayer(keras.layers.Layer):
@@ -34,7 +42,7 @@ class ActNormLayer(keras.layers.Layer):
     self.log_scale = self.add_weight(shape=(channels,), initializer="zeros",
                                      name="log_scale")
 
-  def bijector(self):
+  def bijector(self, context=None):
     return ActNorm(self.shift.value, self.log_scale.value)
 
   def initialize_from(self, x):
@@ -85,7 +93,7 @@ class InvertibleConv1x1Layer(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "seed": self.seed}
 
-  def bijector(self):
+  def bijector(self, context=None):
     # Only the strict triangles of `lower` and `upper` are used; the masks
     # keep the unused halves out of the map (their gradients are zero).
     lower_upper = (tf.linalg.band_part(self.lower.value, -1, 0)
@@ -100,58 +108,156 @@ class InvertibleConv1x1Layer(keras.layers.Layer):
 class AffineCouplingLayer(keras.layers.Layer):
   """Owns a coupling network; builds `AffineCoupling` around it.
 
-  Network: conv3x3(hidden)-ReLU-conv1x1(hidden)-ReLU-conv3x3(2 * (C // 2)),
-  the last convolution zero-initialized so the coupling starts at a fixed
-  scale `sigmoid(2)` and zero shift. The network computes in the layer's
-  compute dtype (16 bits under a `mixed_*` policy); its output is cast to
-  the variables' dtype, in which the coupling's scale, shift and log-det
-  are computed.
+  Network: conv3x3(hidden)-ReLU-conv1x1(hidden)-ReLU-conv3x3(out), the
+  hidden convolutions initialized by `hidden_initializer`, the last one
+  zero-initialized so the coupling starts at a fixed scale `sigmoid(2)`
+  (affine) or the identity (additive), with zero shift. `out` is
+  `2 * (C // 2)` (shift and raw scale), or `C // 2` (the shift) with
+  `additive=True`. The network computes in the layer's compute dtype (16
+  bits under a `mixed_*` policy); its output is cast to the variables'
+  dtype, in which the coupling's scale, shift and log-det are computed.
   """
 
-  def __init__(self, hidden_channels=64, **kwargs):
+  def __init__(self, hidden_channels=64, additive=False,
+               hidden_initializer="glorot_uniform", **kwargs):
     super().__init__(**kwargs)
     self.hidden_channels = hidden_channels
+    self.additive = bool(additive)
+    self.hidden_initializer = hidden_initializer
 
   def build(self, input_shape):
     channels = int(input_shape[-1])
     conditioner_shape = tuple(input_shape[:-1]) + (channels - channels // 2,)
     conv = functools.partial(keras.layers.Conv2D, dtype=self.dtype_policy)
+    hidden = functools.partial(
+        conv, activation="relu",
+        kernel_initializer=keras.initializers.get(self.hidden_initializer))
     self.network = keras.Sequential([
-        conv(self.hidden_channels, 3, padding="same", activation="relu"),
-        conv(self.hidden_channels, 1, activation="relu"),
-        conv(2 * (channels // 2), 3, padding="same",
+        hidden(self.hidden_channels, 3, padding="same"),
+        hidden(self.hidden_channels, 1),
+        conv((1 if self.additive else 2) * (channels // 2), 3, padding="same",
              kernel_initializer="zeros", bias_initializer="zeros"),
     ], name="network")
     self.network.build(conditioner_shape)
 
   def get_config(self):
-    return {**super().get_config(), "hidden_channels": self.hidden_channels}
+    return {**super().get_config(), "hidden_channels": self.hidden_channels,
+            "additive": self.additive,
+            "hidden_initializer": self.hidden_initializer}
 
-  def bijector(self):
-    return AffineCoupling(self._shift_and_log_scale)
+  def bijector(self, context=None):
+    return AffineCoupling(self._shift_and_log_scale, additive=self.additive)
 
   def _shift_and_log_scale(self, x_a):
     return tf.cast(self.network(x_a), self.variable_dtype)
+
+
+class SplitPriorLayer(keras.layers.Layer):
+  """Owns the learned prior of the channels that leave at a split; builds
+  `SplitPrior`: `N(mean, exp(log_std)^2)` of the exiting `C // 2`
+  channels from a zero-initialized 3x3 convolution of the `C - C // 2`
+  that stay (openai/glow's `split2d_prior`), so it starts as the standard
+  normal. Computes in the compute dtype, cast to the variables' dtype as
+  the couplings are.
+  """
+
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    self.network = keras.layers.Conv2D(
+        2 * (channels // 2), 3, padding="same", kernel_initializer="zeros",
+        bias_initializer="zeros", dtype=self.dtype_policy, name="network")
+    self.network.build(tuple(input_shape[:-1]) + (channels - channels // 2,))
+
+  def bijector(self, context=None):
+    return SplitPrior(self._mean_and_log_std)
+
+  def _mean_and_log_std(self, kept):
+    return tf.cast(self.network(kept), self.variable_dtype)
+
+
+class TopPriorLayer(keras.layers.Layer):
+  """Owns the learned prior of the last level's output `[H, W, C]`:
+  `N(mean, exp(log_std)^2)` per dimension (openai/glow's `learntop`), and
+  with `num_classes` a per-class offset of both (its `ycond`: the prior is
+  `p(z | y)`), all zero-initialized (the standard normal).
+
+  `bijector(labels)` is the affine map that standardizes the top latent,
+  data-to-latent `y = (x - mean) * exp(-log_std)`, as TFP's `Shift` and
+  `Scale`: with labels `[N]` its parameters are batch-shaped `[N, H, W, C]`.
+  `classifier_logits(x)` are the logits of openai/glow's optional
+  classification loss: a zero-initialized linear map of `x`'s mean over
+  `H, W`.
+  """
+
+  def __init__(self, num_classes=None, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = num_classes
+
+  def build(self, input_shape):
+    height, width, channels = (int(s) for s in input_shape[-3:])
+    self.mean_and_log_std = self.add_weight(
+        shape=(height, width, 2 * channels), initializer="zeros",
+        name="mean_and_log_std")
+    if self.num_classes:
+      self.class_mean_and_log_std = self.add_weight(
+          shape=(self.num_classes, height, width, 2 * channels),
+          initializer="zeros", name="class_mean_and_log_std")
+      self.classifier_kernel = self.add_weight(
+          shape=(channels, self.num_classes), initializer="zeros",
+          name="classifier_kernel")
+      self.classifier_bias = self.add_weight(
+          shape=(self.num_classes,), initializer="zeros",
+          name="classifier_bias")
+
+  def get_config(self):
+    return {**super().get_config(), "num_classes": self.num_classes}
+
+  def _mean_and_log_std(self, labels):
+    parameters = self.mean_and_log_std.value
+    if self.num_classes:
+      if labels is None:
+        raise ValueError(
+            f"This Glow's prior is class-conditional (num_classes="
+            f"{self.num_classes}): pass the class labels [N].")
+      parameters = parameters + tf.gather(self.class_mean_and_log_std.value,
+                                          labels)
+    return tf.split(parameters, 2, axis=-1)
+
+  def bijector(self, context=None):
+    mean, log_std = self._mean_and_log_std(context)
+    return tfb.Chain([tfb.Scale(log_scale=-log_std), tfb.Shift(-mean)],
+                     name="top_prior")
+
+  def classifier_logits(self, x):
+    """Class logits `[N, num_classes]` from the top level's output `x`
+    `[N, H, W, C]` (before the prior standardizes it)."""
+    pooled = tf.reduce_mean(x, axis=[-3, -2])
+    return tf.matmul(pooled, self.classifier_kernel.value) + (
+        self.classifier_bias.value)
 
 
 @dataclasses.dataclass(frozen=True)
 class GlowLevel:
   """One level of Glow, data-to-latent: its input (the image at level 0,
   the kept part of the previous level's output after it), a squeeze, `K`
-  steps of ActNorm, 1x1 convolution and coupling, and a channel-major
-  flatten whose first `exit_size` entries (half of the squeezed channels;
-  all at the last level) leave for the base distribution.
+  steps of ActNorm, 1x1 convolution and coupling, the learned prior if any
+  (`SplitPriorLayer` of the exiting channels given the kept ones;
+  `TopPriorLayer` at the last level), and a channel-major flatten whose
+  first `exit_size` entries (half of the squeezed channels; all at the last
+  level) leave for the base distribution.
 
   Attributes:
     index: the level, from 0.
     input_shape: `(h, w, c)` of the level's input as an image.
     steps: `K` (ActNormLayer, InvertibleConv1x1Layer, AffineCouplingLayer).
     exit_size: entries of the level's flat output that exit here.
+    prior: the learned prior's layer, or None (a standard normal).
   """
   index: int
   input_shape: tuple
   steps: tuple
   exit_size: int
+  prior: keras.layers.Layer = None
 
   @property
   def output_shape(self):
@@ -173,6 +279,8 @@ class GlowLevel:
     parts.append(squeeze(h, w, c, name=f"squeeze_{self.index}"))
     for step in self.steps:
       parts.extend(step)
+    if self.prior is not None:
+      parts.append(self.prior)
     parts.append(channels_first_flatten(*self.output_shape))
     return parts
 
@@ -181,11 +289,12 @@ class GlowArchitecture:
   """Glow's multi-scale architecture, described once: the levels, their
   shapes, steps and exits, and the layers that own the weights.
 
-  `data_to_latent()` builds the bijector (images in `[-1/2, 1/2)` to
-  latents `[D]`) from the current weights, and `walk(x)` goes through the
-  same levels eagerly, map by map, for what needs the intermediate values
-  (ActNorm's data-dependent initialization, tests). The layers are in
-  `levels[l].steps`; the model that holds the architecture tracks them.
+  `data_to_latent(context=labels)` builds the bijector (images in
+  `[-1/2, 1/2)` to latents `[D]`) from the current weights, and
+  `walk(x, context)` goes through the same levels eagerly, map by map, for
+  what needs the intermediate values (ActNorm's data-dependent
+  initialization, tests). The layers are in `levels[l].steps` and
+  `levels[l].prior`; the model that holds the architecture tracks them.
 
   Args:
     image_shape: `(H, W, C)`, `H` and `W` divisible by `2**num_levels`.
@@ -193,10 +302,20 @@ class GlowArchitecture:
       networks' width.
     seed: seeds the 1x1 convolutions' initial rotations.
     dtype: the layers' Keras dtype policy (default: the global one).
+    additive_coupling: additive instead of affine couplings.
+    hidden_initializer: the coupling networks' hidden kernels' initializer.
+    learned_prior: a `SplitPriorLayer` at every split and a
+      `TopPriorLayer` at the top; otherwise every latent is standard normal.
+    num_classes: with `learned_prior`, a class-conditional top prior.
   """
 
   def __init__(self, image_shape, num_levels, num_steps, hidden_channels,
-               seed=0, dtype=None):
+               seed=0, dtype=None, additive_coupling=False,
+               hidden_initializer="glorot_uniform", learned_prior=False,
+               num_classes=None):
+    if num_classes and not learned_prior:
+      raise ValueError("GlowArchitecture: a class-conditional prior "
+                       "(num_classes) needs learned_prior=True.")
     h, w, c = image_shape
     self.levels = []
     for index in range(num_levels):
@@ -208,30 +327,45 @@ class GlowArchitecture:
                     seed=seed * 1000 + index * num_steps + k,
                     name=f"conv1x1_{index}_{k}", dtype=dtype),
                 AffineCouplingLayer(hidden_channels,
+                                    additive=additive_coupling,
+                                    hidden_initializer=hidden_initializer,
                                     name=f"coupling_{index}_{k}",
                                     dtype=dtype))
         for layer in step:
           layer.build(step_shape)
         steps.append(step)
       last = index == num_levels - 1
+      prior = None
+      if learned_prior:
+        prior = (TopPriorLayer(num_classes, name="top_prior", dtype=dtype)
+                 if last else
+                 SplitPriorLayer(name=f"split_prior_{index}", dtype=dtype))
+        prior.build(step_shape)
       exit_channels = 4 * c if last else 2 * c
       self.levels.append(GlowLevel(index, (h, w, c), tuple(steps),
-                                   exit_channels * (h // 2) * (w // 2)))
+                                   exit_channels * (h // 2) * (w // 2),
+                                   prior))
       h, w, c = h // 2, w // 2, 2 * c
 
-  def data_to_latent(self, level=0):
+  @property
+  def top_prior(self):
+    """The `TopPriorLayer`, or None."""
+    return self.levels[-1].prior
+
+  def data_to_latent(self, level=0, context=None):
     """The bijector from level `level`'s input to the latents of it and
-    of the levels after it, built from the current weights."""
+    of the levels after it, built from the current weights (and the
+    labels `context` of a class-conditional prior)."""
     this = self.levels[level]
-    maps = [_as_bijector(part) for part in this.parts()]
+    maps = [_as_bijector(part, context) for part in this.parts()]
     if level + 1 < len(self.levels):
       maps.append(tfb.Blockwise(
-          [tfb.Identity(), self.data_to_latent(level + 1)],
+          [tfb.Identity(), self.data_to_latent(level + 1, context)],
           block_sizes=[this.exit_size, this.output_size - this.exit_size],
           name=f"split_{level}"))
     return tfb.Chain(maps[::-1], name=f"level_{level}")
 
-  def walk(self, x):
+  def walk(self, x, context=None):
     """Yields `(part, input)` for every part of every level, in the
     data-to-latent order of `data_to_latent`, from images `x` in
     `[-1/2, 1/2)`. Each part is applied after the caller has seen it, so
@@ -240,16 +374,17 @@ class GlowArchitecture:
     for level in self.levels:
       for part in level.parts():
         yield part, x
-        x = _as_bijector(part).forward(x)
+        x = _as_bijector(part, context).forward(x)
       x = x[..., level.exit_size:]  # what `split_<level>` passes on
 
-  def initialize_actnorm(self, x):
+  def initialize_actnorm(self, x, context=None):
     """Sets every ActNorm so that its outputs on images `x` are zero-mean,
     unit-variance per channel (the paper's data-dependent initialization)."""
-    for part, part_input in self.walk(x):
+    for part, part_input in self.walk(x, context):
       if isinstance(part, ActNormLayer):
         part.initialize_from(part_input)
 
 
-def _as_bijector(part):
-  return part.bijector() if isinstance(part, keras.layers.Layer) else part
+def _as_bijector(part, context=None):
+  return (part.bijector(context) if isinstance(part, keras.layers.Layer)
+          else part)

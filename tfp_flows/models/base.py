@@ -36,7 +36,7 @@ import keras
 import tensorflow as tf
 
 from tfp_flows import _internal
-from tfp_flows.callbacks import NonFiniteGuard
+from tfp_flows.callbacks import NonFiniteGuard, uses_ema
 
 __all__ = ["FlowModel", "global_batch_noise", "images_of", "step_seed"]
 
@@ -191,6 +191,10 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
     """Keras' `fit`, after the data-dependent initialization (on the first
     batch) and with the optimizer built before the first step.
 
+    With an optimizer that keeps a moving average of the weights
+    (`use_ema`), validation scores the average (Keras' `SwapEMAWeights`),
+    and Keras writes it into the weights when `fit` ends.
+
     `non_finite`: what to do after a step with a non-finite loss or gradient
     (never applied to the weights): `"stop"` raises
     `tfp_flows.callbacks.NonFiniteLossError`, `"skip"` goes on and counts it
@@ -202,13 +206,19 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
         self, x, *args, **kwargs).arguments
     arguments.pop("self")
     if not self.is_initialized:
-      self.initialize(_first_batch(x, arguments.get("batch_size")))
+      self.initialize(_first_batch(x, arguments.get("y"),
+                                   arguments.get("batch_size")))
     self._build_optimizer()
     if isinstance(x, tf.data.Dataset):
       arguments.setdefault("shuffle", False)  # a Dataset shuffles itself
     callbacks = list(arguments.get("callbacks") or [])
     if not any(isinstance(c, NonFiniteGuard) for c in callbacks):
       callbacks.insert(0, NonFiniteGuard(non_finite))
+    if uses_ema(self) and not any(
+        isinstance(c, keras.callbacks.SwapEMAWeights) for c in callbacks):
+      # Validation scores the weights `fit` will leave (Keras writes the
+      # average into them when it ends).
+      callbacks.append(keras.callbacks.SwapEMAWeights())
     arguments["callbacks"] = callbacks
     return super().fit(**arguments)
 
@@ -423,7 +433,12 @@ def step_seed(seed, step):
   return tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
 
 
-def _first_batch(x, batch_size):
+def _first_batch(x, y, batch_size):
+  """The first batch `fit` will see (with its targets, if any: a
+  conditional model's labels), for the data-dependent initialization."""
   if isinstance(x, tf.data.Dataset):
-    return images_of(next(iter(x.take(1))))
-  return images_of(x)[:batch_size or 32]
+    return next(iter(x.take(1)))
+  batch_size = batch_size or 32
+  if y is None:
+    return x[:batch_size]
+  return x[:batch_size], y[:batch_size]

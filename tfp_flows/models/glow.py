@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows import export
+from tfp_flows import export, optimizers
 from tfp_flows.layers import GlowArchitecture
 from tfp_flows.models.base import FlowModel
 from tfp_flows.validation import check_values, checked_latents
@@ -14,9 +14,23 @@ from tfp_flows.validation import check_values, checked_latents
 tfb = tfp.bijectors
 tfd = tfp.distributions
 
-__all__ = ["GlowModel"]
+__all__ = ["GLOW_RECIPE", "GlowModel", "PLAIN_GLOW"]
 
 NUM_PIXEL_VALUES = 256
+
+#: The options that give the plain Glow of the peer comparisons
+#: (`benchmarks/bench_glow.py` against TFP's `tfb.Glow` and normflows):
+#: standard normal latents, affine couplings, Glorot-initialized networks.
+#: A `.keras` file saved before these options existed loads as this.
+PLAIN_GLOW = {"learned_prior": False, "coupling": "affine",
+              "hidden_initializer": "glorot_uniform"}
+
+_COUPLINGS = {"affine": False, "additive": True}  # name -> additive
+
+#: `GlowModel.compile()`'s optimizer: `optimizers.adam_with_warmup_and_ema`
+#: with these arguments (docs/RESULTS.md, "Glow's training recipe").
+GLOW_RECIPE = {"learning_rate": 1e-3, "warmup_steps": 200,
+               "ema_momentum": 0.99}
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
@@ -30,6 +44,22 @@ class GlowModel(FlowModel):
   next level. Everything is a `tfb.Bijector`; `flow` chains them (latent to
   image, TFP's generative direction) and `distribution` is
   `tfd.TransformedDistribution(N(0, I_D), flow)` over images in `[0, 1)`.
+
+  With `learned_prior` (the default) the latents are not all standard
+  normal: at every split the exiting channels get `N(mean, std^2)` from a
+  convolution of the kept ones, and the top level a learned `N(mean,
+  std^2)` per dimension (with `num_classes`, per class). Each prior is a
+  bijector in the flow (`layers.SplitPriorLayer`, `layers.TopPriorLayer`)
+  that standardizes its latents, so the base distribution stays `N(0, I)`
+  and `encode` gives standard normal latents.
+
+  A class-conditional Glow (`num_classes`) takes labels `[N]` (ints in
+  `[0, num_classes)`) wherever it takes images or latents: `log_prob(images,
+  labels)`, `sample(n, temperature, labels=...)`, `flow_for(labels)`,
+  `distribution_for(labels)`; it trains on `(images, labels)` batches.
+  With `classification_weight > 0` its loss adds that weight times the
+  cross-entropy (nats per image) of a linear classifier of the top level's
+  pooled output (openai/glow's `ycond` with `weight_y`).
 
   Likelihoods are of the 8-bit images: `log_prob(x) = log q((x + u) / 256)
   - D log 256` with uniform dequantization noise `u`, so bits/dim is
@@ -45,14 +75,23 @@ class GlowModel(FlowModel):
       dequantization noise (in training a function of the step, so a resumed
       run and a run under a distribution strategy draw what an uninterrupted
       single-device run would).
+    coupling: `"affine"` or `"additive"` (volume-preserving) couplings.
+    hidden_initializer: initializer of the coupling networks' hidden
+      convolutions (a Keras initializer name or object).
+    learned_prior: learned priors at the splits and the top; `False`: every
+      latent standard normal (`PLAIN_GLOW` holds the peer-comparison
+      options).
+    num_classes: a class-conditional top prior over this many classes.
+    classification_weight: weight of the classification loss (needs
+      `num_classes`); 0 leaves it out.
   """
 
-  metric_names = ("loss", "bits_per_dim")
   needs_initialization = True  # ActNorm's data-dependent initialization
 
   def __init__(self, image_shape=(28, 28, 1), num_levels=2, num_steps=8,
-               hidden_channels=64, seed=0, **kwargs):
-    super().__init__(seed=seed, **kwargs)
+               hidden_channels=64, seed=0, coupling="affine",
+               hidden_initializer="glorot_uniform", learned_prior=True,
+               num_classes=None, classification_weight=0., **kwargs):
     height, width, channels = (int(s) for s in image_shape)
     if num_levels < 1 or num_steps < 1 or hidden_channels < 1:
       raise ValueError(
@@ -62,49 +101,152 @@ class GlowModel(FlowModel):
       raise ValueError(
           f"GlowModel: image height and width must be divisible by "
           f"2**num_levels = {2**num_levels}; got image_shape={image_shape}.")
+    if coupling not in _COUPLINGS:
+      raise ValueError(f"GlowModel: coupling must be one of "
+                       f"{sorted(_COUPLINGS)}; got {coupling!r}.")
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or int(num_classes) != num_classes
+        or num_classes < 2):
+      raise ValueError(f"GlowModel: num_classes must be an int >= 2 or None; "
+                       f"got {num_classes!r}.")
+    if num_classes and not learned_prior:
+      raise ValueError("GlowModel: a class-conditional Glow (num_classes) "
+                       "puts the labels into the learned top prior; it needs "
+                       "learned_prior=True.")
+    if classification_weight < 0 or (classification_weight
+                                     and not num_classes):
+      raise ValueError(
+          f"GlowModel: classification_weight must be >= 0, and > 0 only with "
+          f"num_classes; got {classification_weight!r} with num_classes="
+          f"{num_classes!r}.")
+    # Before the base class makes a tracker per metric name.
+    self.metric_names = ("loss", "bits_per_dim") + (
+        ("classification_loss",) if num_classes else ())
+    super().__init__(seed=seed, **kwargs)
     self.image_shape = (height, width, channels)
     self.num_levels = num_levels
     self.num_steps = num_steps
     self.hidden_channels = hidden_channels
+    self.coupling = coupling
+    self.hidden_initializer = hidden_initializer
+    self.learned_prior = bool(learned_prior)
+    self.num_classes = None if num_classes is None else int(num_classes)
+    self.classification_weight = float(classification_weight)
     self.event_size = height * width * channels
-    self.architecture = GlowArchitecture(self.image_shape, num_levels,
-                                         num_steps, hidden_channels, seed,
-                                         dtype=self.dtype_policy)
+    self.architecture = GlowArchitecture(
+        self.image_shape, num_levels, num_steps, hidden_channels, seed,
+        dtype=self.dtype_policy, additive_coupling=_COUPLINGS[coupling],
+        hidden_initializer=hidden_initializer,
+        learned_prior=self.learned_prior, num_classes=self.num_classes)
     # The architecture is a plain object: Keras tracks its layers through
     # these flat lists (step k of level l at l * K + k), filled step by step
     # so the weights and optimizer slots keep the names and order of `.keras`
     # files saved before the architecture had a class of its own.
     self.actnorms, self.convolutions, self.couplings = [], [], []
     for level in self.architecture.levels:
-      for actnorm, convolution, coupling in level.steps:
+      for actnorm, convolution, coupling_layer in level.steps:
         self.actnorms.append(actnorm)
         self.convolutions.append(convolution)
-        self.couplings.append(coupling)
+        self.couplings.append(coupling_layer)
+    # After the step lists: saved files match these by attribute name.
+    self.priors = [level.prior for level in self.architecture.levels
+                   if level.prior is not None]
     self.built = True
 
   def get_config(self):
     return {**super().get_config(), "image_shape": self.image_shape,
             "num_levels": self.num_levels, "num_steps": self.num_steps,
-            "hidden_channels": self.hidden_channels}
+            "hidden_channels": self.hidden_channels,
+            "coupling": self.coupling,
+            "hidden_initializer": self.hidden_initializer,
+            "learned_prior": self.learned_prior,
+            "num_classes": self.num_classes,
+            "classification_weight": self.classification_weight}
+
+  @classmethod
+  def from_config(cls, config):
+    # Files saved before an option existed were trained without it.
+    return cls(**{**PLAIN_GLOW, **config})
+
+  def compile(self, optimizer=None, **kwargs):
+    """Keras' `compile` (`FlowModel.compile`); without an optimizer, the
+    recipe chosen by measurement (docs/RESULTS.md): Adam with a linear
+    learning-rate warm-up and a moving average of the weights
+    (`optimizers.adam_with_warmup_and_ema(**GLOW_RECIPE)`)."""
+    if optimizer is None:
+      optimizer = optimizers.adam_with_warmup_and_ema(**GLOW_RECIPE)
+    super().compile(optimizer=optimizer, **kwargs)
+
+  @property
+  def is_conditional(self):
+    return self.num_classes is not None
 
   # The flow ---------------------------------------------------------------
 
-  @property
-  def flow(self):
+  def flow_for(self, labels=None):
     """The `tfb.Bijector` from latents `[..., D]` to images `[..., H, W, C]`
-    in `[0, 1)`, built from the current weights."""
+    in `[0, 1)`, built from the current weights; a class-conditional
+    Glow's for `labels` `[N]` (batch shape `[N]`)."""
+    labels = self._checked_labels(labels, "flow_for")
     data_to_latent = tfb.Chain([
-        self.architecture.data_to_latent(),
+        self.architecture.data_to_latent(context=labels),
         tfb.Shift(tf.constant(-0.5, self.likelihood_dtype))])
     return tfb.Invert(data_to_latent, name="glow")
 
-  @property
-  def distribution(self):
-    """`tfd.TransformedDistribution(N(0, I_D), flow)` over `[0, 1)` images."""
+  def distribution_for(self, labels=None):
+    """`tfd.TransformedDistribution(N(0, I_D), flow_for(labels))` over
+    `[0, 1)` images."""
     dtype = self.likelihood_dtype
     base = tfd.Sample(tfd.Normal(tf.zeros([], dtype), tf.ones([], dtype)),
                       sample_shape=[self.event_size])
-    return tfd.TransformedDistribution(base, self.flow, name="glow")
+    return tfd.TransformedDistribution(base, self.flow_for(labels),
+                                       name="glow")
+
+  @property
+  def flow(self):
+    """`flow_for()`: the flow of an unconditional Glow."""
+    return self.flow_for()
+
+  @property
+  def distribution(self):
+    """`distribution_for()`: the distribution of an unconditional Glow."""
+    return self.distribution_for()
+
+  def _checked_labels(self, labels, where, count=None):
+    """Labels `[N]` as int32 in `[0, num_classes)` (checked at run time),
+    `count` of them if given, None for an unconditional Glow, or an error
+    saying what is wrong."""
+    if not self.is_conditional:
+      if labels is not None:
+        raise ValueError(f"GlowModel.{where}: this Glow is unconditional "
+                         f"(num_classes=None); it takes no labels.")
+      return None
+    if labels is None:
+      raise ValueError(
+          f"GlowModel.{where}: this Glow is class-conditional (num_classes="
+          f"{self.num_classes}); pass labels [N], ints in [0, "
+          f"{self.num_classes}).")
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_integer:
+      raise TypeError(f"GlowModel.{where}: labels must be integers in [0, "
+                      f"{self.num_classes}); got dtype {labels.dtype.name}.")
+    if labels.shape.rank not in (None, 1):
+      raise ValueError(f"GlowModel.{where}: labels must have shape [N]; got "
+                       f"{labels.shape}.")
+    labels = tf.cast(labels, tf.int32)
+    in_range = (labels >= 0) & (labels < self.num_classes)
+    labels = check_values(
+        labels, tf.reduce_all(in_range),
+        f"GlowModel.{where}: labels must be in [0, {self.num_classes})",
+        tf.boolean_mask(labels, tf.logical_not(in_range)))
+    if count is not None:
+      count = tf.cast(count, tf.int32)
+      labels = check_values(
+          labels, tf.equal(tf.shape(labels)[0], count),
+          f"GlowModel.{where}: labels must have one entry per image or "
+          f"latent; got (labels, images or latents)",
+          tf.stack([tf.shape(labels)[0], count]))
+    return labels
 
   # Images <-> the continuous space ----------------------------------------
 
@@ -150,93 +292,157 @@ class GlowModel(FlowModel):
 
   # ActNorm's data-dependent initialization --------------------------------
 
-  def initialize_from(self, images):
-    """Sets each ActNorm so its outputs on `images` (checked 8-bit images)
+  def initialize_from(self, batch):
+    """Sets each ActNorm so its outputs on the batch's checked 8-bit images
     are zero-mean, unit-variance per channel; see `FlowModel.initialize`."""
+    images, labels = self._images_and_labels(batch)
     if images.shape[0] == 0:
       raise ValueError("GlowModel.initialize: ActNorm's data-dependent "
                        "initialization needs at least one image; got none.")
-    self.architecture.initialize_actnorm(self._dequantize(images, 0.5) - 0.5)
+    self.architecture.initialize_actnorm(
+        self._dequantize(images, 0.5) - 0.5, context=labels)
 
   # Likelihood -------------------------------------------------------------
 
-  def _log_prob_with_noise(self, images, noise):
-    return self._nats_of_8bit(
-        self.distribution.log_prob(self._dequantize(images, noise)))
+  def _latents_and_log_prob(self, images, labels, noise):
+    """Latents `[N, D]` of the dequantized images and their 8-bit
+    log-likelihood in nats `[N]`: what `distribution_for(labels).log_prob`
+    computes, with the latents kept for the classification loss."""
+    x = self._dequantize(images, noise)
+    flow = self.flow_for(labels)
+    latents = flow.inverse(x)
+    base = tfd.Normal(tf.zeros([], latents.dtype), tf.ones([], latents.dtype))
+    log_prob = (tf.reduce_sum(base.log_prob(latents), axis=-1)
+                + flow.inverse_log_det_jacobian(x, event_ndims=3))
+    return latents, self._nats_of_8bit(log_prob)
 
-  def log_prob(self, images, seed=0):
-    """Log-likelihood in nats of 8-bit images `[N, H, W, C]`, shape `[N]`.
+  def _log_prob_with_noise(self, images, labels, noise):
+    return self._nats_of_8bit(self.distribution_for(labels).log_prob(
+        self._dequantize(images, noise)))
+
+  def log_prob(self, images, labels=None, seed=0):
+    """Log-likelihood in nats of 8-bit images `[N, H, W, C]` (given their
+    `labels` `[N]` for a class-conditional Glow), shape `[N]`.
 
     Uses uniform dequantization noise from the stateless `seed` (fixed by
     default, so repeated calls agree). Initializes ActNorm on first use.
     """
     images = self._check_images(images)
+    labels = self._checked_labels(labels, "log_prob", tf.shape(images)[0])
     if images.shape[0] == 0:
       # Nothing to score; TF's convolutions mis-shape an empty batch here.
       return tf.zeros([0], self.likelihood_dtype)
     if tf.executing_eagerly():
-      self.initialize(images)  # a no-op once initialized
+      # A no-op once initialized.
+      self.initialize(images if labels is None else (images, labels))
     noise = tf.random.stateless_uniform(tf.shape(images), seed=[seed, 0],
                                         dtype=self.likelihood_dtype)
     with tf.control_dependencies([self.assert_initialized()]):
-      return self._log_prob_with_noise(images, noise)
+      return self._log_prob_with_noise(images, labels, noise)
 
-  def call(self, images, training=False):
+  def call(self, inputs, training=False):
+    images, labels = (inputs if self.is_conditional else (inputs, None))
     noise = tf.random.stateless_uniform(tf.shape(images), seed=[0, 0],
                                         dtype=self.likelihood_dtype)
-    return self._log_prob_with_noise(images, noise)
+    return self._log_prob_with_noise(images, labels, noise)
 
   # Training ---------------------------------------------------------------
 
   def check_batch(self, data):
-    return self._check_images(super().check_batch(data))
+    """Checked images, or `(images, labels)` for a class-conditional Glow
+    (a Keras batch `(images, labels)`)."""
+    if not self.is_conditional:
+      return self._check_images(super().check_batch(data))
+    if not (isinstance(data, (tuple, list)) and len(data) >= 2):
+      raise ValueError(
+          f"GlowModel: a class-conditional Glow (num_classes="
+          f"{self.num_classes}) trains on (images, labels) batches; got "
+          f"{type(data).__name__}.")
+    images = self._check_images(data[0])
+    return images, self._checked_labels(data[1], "fit", tf.shape(images)[0])
 
-  def noise_spec(self, images):
+  def _images_and_labels(self, batch):
+    return batch if self.is_conditional else (batch, None)
+
+  def noise_spec(self, batch):
     # Uniform dequantization noise.
+    images, _ = self._images_and_labels(batch)
     return (tf.random.stateless_uniform, tf.shape(images)[0],
             tf.shape(images)[1:])
 
-  def objective(self, images, noise, training):
-    nll = -self._log_prob_with_noise(images, noise)
-    return tf.reduce_mean(nll), {"loss": nll,
-                                 "bits_per_dim": self.bits_per_dim(-nll)}
+  def objective(self, batch, noise, training):
+    images, labels = self._images_and_labels(batch)
+    if not self.is_conditional:
+      nll = -self._log_prob_with_noise(images, None, noise)
+      return tf.reduce_mean(nll), {"loss": nll,
+                                   "bits_per_dim": self.bits_per_dim(-nll)}
+    latents, log_prob = self._latents_and_log_prob(images, labels, noise)
+    nll = -log_prob
+    cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels, self._classifier_logits(latents, labels))
+    loss = nll + self.classification_weight * cross_entropy
+    return tf.reduce_mean(loss), {"loss": loss,
+                                  "bits_per_dim": self.bits_per_dim(-nll),
+                                  "classification_loss": cross_entropy}
+
+  def _top_level_output(self, latents, labels):
+    """The top level's output `[N, h, w, c]` before its prior standardized
+    it, from the latents `[N, D]` (the top's are the last entries)."""
+    top = self.architecture.levels[-1]
+    h, w, c = top.output_shape
+    standardized = tf.reshape(latents[..., -top.exit_size:], [-1, c, h, w])
+    standardized = tf.transpose(standardized, [0, 2, 3, 1])
+    return self.architecture.top_prior.bijector(labels).inverse(standardized)
+
+  def _classifier_logits(self, latents, labels):
+    return self.architecture.top_prior.classifier_logits(
+        self._top_level_output(latents, labels))
 
   # Sampling and the latent space ------------------------------------------
 
-  def sample(self, num_samples, temperature=1.0, seed=None):
-    """`num_samples` uint8 images from latents `N(0, temperature^2 I)`."""
+  def sample(self, num_samples, temperature=1.0, seed=None, labels=None):
+    """`num_samples` uint8 images from latents `N(0, temperature^2 I)`;
+    a class-conditional Glow's of class `labels` (an int, or `[num_samples]`
+    ints)."""
     if isinstance(num_samples, int) and num_samples < 0:
       raise ValueError(f"GlowModel.sample: num_samples must be >= 0; got "
                        f"{num_samples}.")
+    if labels is not None and tf.convert_to_tensor(labels).shape.rank == 0:
+      labels = tf.fill([num_samples], tf.convert_to_tensor(labels))
     shape = [num_samples, self.event_size]
     dtype = self.likelihood_dtype
     if seed is None:
       latents = tf.random.normal(shape, dtype=dtype)
     else:
       latents = tf.random.stateless_normal(shape, seed=[seed, 1], dtype=dtype)
-    return self.decode(tf.cast(temperature, dtype) * latents)
+    return self.decode(tf.cast(temperature, dtype) * latents, labels)
 
-  def encode(self, images):
-    """Latents `[N, D]` of the bin-centred 8-bit images."""
+  def encode(self, images, labels=None):
+    """Latents `[N, D]` of the bin-centred 8-bit images (standard normal
+    under the model)."""
     images = self._check_images(images)
+    labels = self._checked_labels(labels, "encode", tf.shape(images)[0])
     if images.shape[0] == 0:
       return tf.zeros([0, self.event_size], self.likelihood_dtype)
-    return self.flow.inverse(self._dequantize(images, 0.5))
+    return self.flow_for(labels).inverse(self._dequantize(images, 0.5))
 
-  def decode(self, latents):
+  def decode(self, latents, labels=None):
     """uint8 images from latents `[N, D]`; `decode(encode(x)) == x`."""
     latents = checked_latents(latents, self.event_size, "GlowModel",
                               self.likelihood_dtype)
+    labels = self._checked_labels(labels, "decode", tf.shape(latents)[0])
     if latents.shape[0] == 0:
       return tf.zeros([0, *self.image_shape], tf.uint8)
-    return self._quantize(self.flow.forward(latents))
+    return self._quantize(self.flow_for(labels).forward(latents))
 
   # Serving -----------------------------------------------------------------
 
   def serving_endpoints(self):
     """TF Serving's signatures (`tfp_flows.export`): `log_prob` (the
     default), `sample`, `encode`, `decode`; images uint8 `[N, H, W, C]`,
-    latents float32 `[N, D]`."""
+    latents float32 `[N, D]`. A class-conditional Glow's take `labels`
+    int32 `[N]` beside them, and its `sample` takes `labels` instead of
+    `num_samples` (one image per label)."""
     if not self.is_initialized:
       raise ValueError(
           "export_saved_model: the GlowModel's ActNorm is not initialized; "
@@ -245,26 +451,59 @@ class GlowModel(FlowModel):
     def checked(images):
       return export.checked_shape(images, self.image_shape, "images")
 
-    def log_prob(images):
-      log_p = self.log_prob(checked(images))
-      return {"log_prob": log_p, "bits_per_dim": self.bits_per_dim(log_p)}
-
-    def sample(num_samples, temperature):
-      return {"images": self.sample(export.checked_num_samples(num_samples),
-                                    temperature=temperature)}
-
-    def encode(images):
-      return {"latents": self.encode(checked(images))}
-
-    def decode(latents):
-      return {"images": self.decode(
-          export.checked_shape(latents, (self.event_size,), "latents"))}
+    def checked_labels(labels):
+      return export.checked_shape(labels, (), "labels")
 
     images = export.images_spec(self.image_shape)
+    temperature = tf.TensorSpec([], tf.float32, name="temperature")
+    if not self.is_conditional:
+      def log_prob(images):
+        log_p = self.log_prob(checked(images))
+        return {"log_prob": log_p, "bits_per_dim": self.bits_per_dim(log_p)}
+
+      def sample(num_samples, temperature):
+        return {"images": self.sample(
+            export.checked_num_samples(num_samples), temperature=temperature)}
+
+      def encode(images):
+        return {"latents": self.encode(checked(images))}
+
+      def decode(latents):
+        return {"images": self.decode(
+            export.checked_shape(latents, (self.event_size,), "latents"))}
+
+      return {
+          "log_prob": (log_prob, [images]),
+          "sample": (sample, [tf.TensorSpec([], tf.int32, name="num_samples"),
+                              temperature]),
+          "encode": (encode, [images]),
+          "decode": (decode, [export.latents_spec(self.event_size)]),
+      }
+
+    labels_spec = tf.TensorSpec([None], tf.int32, name="labels")
+
+    def conditional_log_prob(images, labels):
+      log_p = self.log_prob(checked(images), checked_labels(labels))
+      return {"log_prob": log_p, "bits_per_dim": self.bits_per_dim(log_p)}
+
+    def conditional_sample(labels, temperature):
+      labels = checked_labels(labels)
+      return {"images": self.sample(tf.shape(labels)[0], temperature,
+                                    labels=labels)}
+
+    def conditional_encode(images, labels):
+      return {"latents": self.encode(checked(images),
+                                     checked_labels(labels))}
+
+    def conditional_decode(latents, labels):
+      return {"images": self.decode(
+          export.checked_shape(latents, (self.event_size,), "latents"),
+          checked_labels(labels))}
+
     return {
-        "log_prob": (log_prob, [images]),
-        "sample": (sample, [tf.TensorSpec([], tf.int32, name="num_samples"),
-                            tf.TensorSpec([], tf.float32, name="temperature")]),
-        "encode": (encode, [images]),
-        "decode": (decode, [export.latents_spec(self.event_size)]),
+        "log_prob": (conditional_log_prob, [images, labels_spec]),
+        "sample": (conditional_sample, [labels_spec, temperature]),
+        "encode": (conditional_encode, [images, labels_spec]),
+        "decode": (conditional_decode,
+                   [export.latents_spec(self.event_size), labels_spec]),
     }

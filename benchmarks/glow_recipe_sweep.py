@@ -1,0 +1,169 @@
+"""Glow's training recipe, chosen by measurement: each option at a fixed
+budget of training steps, every run in a fresh process.
+
+Data: the 8,000 digits of ../shared/data/mnist split 6,000 / 1,000 / 1,000
+(seed 0), batch 64, L = 2, K = 8, width 64. Per run: bits/dim on the 1,000
+validation digits (with the moving-average weights when the run keeps them,
+as `fit` leaves them), and the sample-quality scores of 1,000 samples at
+T = 0.7 and 1.0 (`sample_quality.py`: confident share, class entropy,
+Frechet distance; label accuracy for the conditional model). A sample grid
+per run goes to --out-dir. Runs already in --out-dir/results.jsonl are not
+rerun, so a killed sweep resumes.
+
+    python benchmarks/glow_recipe_sweep.py --steps 2000 --runs plain full
+    python benchmarks/glow_recipe_sweep.py --steps 2000 --seed 1 --runs full
+
+Wall-clock seconds are recorded but are not a speed measurement (runs may
+share the machine); per-step cost is `bench_glow.py`'s.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+#: Today's plain Glow: standard normal latents, Glorot networks, constant
+#: Adam(1e-3), no moving average, unshifted digits.
+PLAIN = {"learned_prior": False, "coupling": "affine",
+         "hidden_initializer": "glorot_uniform", "warmup_steps": 0,
+         "ema_momentum": None, "max_shift": 0, "learning_rate": 1e-3,
+         "cosine_decay": False, "num_classes": None,
+         "classification_weight": 0.}
+#: Every option the issue names, on. (A first sweep with a 0.999 moving
+#: average scored 5.6 validation bits/dim at 2,000 steps where the training
+#: loss was 2.7: averaged over ~1,000 steps of a fast-changing model, the
+#: weights are not those of a good model. Keras' moving average has no
+#: warm-up of its momentum, so the time constant must suit the budget.)
+FULL = {**PLAIN, "learned_prior": True, "hidden_initializer": "he_normal",
+        "warmup_steps": 200, "ema_momentum": 0.99, "max_shift": 2}
+RUNS = {
+    "plain": PLAIN,
+    "full": FULL,
+    # Leave one out of `full`.
+    "full-no_prior": {**FULL, "learned_prior": False},
+    "full-glorot": {**FULL, "hidden_initializer": "glorot_uniform"},
+    "full-no_warmup": {**FULL, "warmup_steps": 0},
+    "full-no_ema": {**FULL, "ema_momentum": None},
+    "full-no_shift": {**FULL, "max_shift": 0},
+    # Variations.
+    "full+additive": {**FULL, "coupling": "additive"},
+    "full+ema0.995": {**FULL, "ema_momentum": 0.995},
+    "full+ema0.999": {**FULL, "ema_momentum": 0.999},
+    "full+cosine": {**FULL, "cosine_decay": True},
+    "full+shift1": {**FULL, "max_shift": 1},
+    "full+lr2e-3": {**FULL, "learning_rate": 2e-3},
+    "full-no_shift+cosine": {**FULL, "max_shift": 0, "cosine_decay": True},
+    "prior_only": {**PLAIN, "learned_prior": True},
+    "prior+recipe": {**PLAIN, "learned_prior": True, "warmup_steps": 200,
+                     "ema_momentum": 0.99},
+    "conditional": {**FULL, "num_classes": 10},
+    "conditional+ycond0.01": {**FULL, "num_classes": 10,
+                              "classification_weight": 0.01},
+}
+
+
+def run_one(name, options, steps, seed, out_dir):
+  import keras
+  import numpy as np
+
+  import sample_quality
+  from tfp_flows import callbacks, data, optimizers, plotting
+  from tfp_flows.models import GlowModel
+
+  keras.utils.set_random_seed(seed)
+  splits = sample_quality.labelled_splits()
+  conditional = options["num_classes"] is not None
+  train_images, train_labels = splits["train"]
+  model = GlowModel(
+      seed=seed, coupling=options["coupling"],
+      hidden_initializer=options["hidden_initializer"],
+      learned_prior=options["learned_prior"],
+      num_classes=options["num_classes"],
+      classification_weight=options["classification_weight"])
+  model.compile(optimizer=optimizers.adam_with_warmup_and_ema(
+      options["learning_rate"], options["warmup_steps"],
+      options["ema_momentum"],
+      steps - options["warmup_steps"] if options["cosine_decay"] else None))
+  train = data.image_dataset(
+      train_images, 64, shuffle=True, seed=seed, repeat=True,
+      labels=train_labels if conditional else None,
+      max_shift=options["max_shift"])
+  curve = []
+
+  class Curve(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      curve.append(float(logs["bits_per_dim"]))
+
+  start = time.perf_counter()
+  # 100-step "epochs": the training curve at that resolution.
+  model.fit(train, epochs=steps // 100, steps_per_epoch=100, verbose=0,
+            callbacks=[Curve()])
+  seconds = time.perf_counter() - start
+  validation_images, validation_labels = splits["validation"]
+  log_prob = np.concatenate([
+      model.log_prob(validation_images[i:i + 250],
+                     validation_labels[i:i + 250] if conditional else None
+                     ).numpy() for i in range(0, 1000, 250)])
+  result = {"run": name, "seed": seed, "steps": int(
+      model.optimizer.iterations.numpy()), "options": options,
+            "validation_bits_per_dim": float(np.mean(
+                model.bits_per_dim(log_prob))),
+            "train_bits_per_dim_curve": curve, "seconds": seconds,
+            "skipped_steps": int(model.skipped_steps.numpy())}
+  result.update(sample_quality.score_model(model, splits,
+                                           out_dir / "classifier"))
+  grids = [callbacks.sample_grid(model, 100, t, 1234) for t in (0.7, 1.0)]
+  plotting.save_image_grids(out_dir / f"{name}_seed{seed}.png", grids,
+                            ["T = 0.7", "T = 1"], suptitle=name)
+  return result
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=2000)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--runs", nargs="+", default=list(RUNS),
+                      choices=list(RUNS))
+  parser.add_argument("--out-dir", type=pathlib.Path,
+                      default=pathlib.Path("runs/glow_recipe_sweep"))
+  parser.add_argument("--one", help=argparse.SUPPRESS)  # a child's run
+  args = parser.parse_args()
+  args.out_dir.mkdir(parents=True, exist_ok=True)
+  if args.one:
+    sys.path.insert(0, str(HERE))
+    print(json.dumps(run_one(args.one, RUNS[args.one], args.steps, args.seed,
+                             args.out_dir)))
+    return
+  results_path = args.out_dir / "results.jsonl"
+  done = set()
+  if results_path.exists():
+    for line in results_path.read_text().splitlines():
+      r = json.loads(line)
+      done.add((r["run"], r["seed"], r["steps"]))
+  for name in args.runs:
+    if (name, args.seed, args.steps) in done:
+      continue
+    output = subprocess.run(
+        [sys.executable, __file__, "--one", name, "--steps", str(args.steps),
+         "--seed", str(args.seed), "--out-dir", str(args.out_dir)],
+        capture_output=True, text=True)
+    if output.returncode:
+      print(f"{name}: failed\n{output.stderr[-3000:]}", flush=True)
+      continue
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    with results_path.open("a") as f:
+      f.write(json.dumps(result) + "\n")
+    print(json.dumps({k: result[k] for k in (
+        "run", "seed", "steps", "validation_bits_per_dim")} | {
+            t: result[t] for t in ("T=0.7", "T=1")}), flush=True)
+
+
+if __name__ == "__main__":
+  main()
