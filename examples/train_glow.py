@@ -183,7 +183,7 @@ def train(args):
   # The weights are now the moving average, if one was kept (fit ends so).
   test_metrics = model.evaluate(dataset("test", 256), return_dict=True)
   print(f"test bits/dim: {test_metrics['bits_per_dim']:.4f} "
-        f"({len(splits['test'])} digits)")
+        f"({len(splits['test'][0])} digits)")
   if not run.is_chief:
     return
   test_images, test_labels = splits["test"]
