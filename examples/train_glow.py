@@ -14,7 +14,8 @@ a SavedModel for TF Serving in the next numbered version folder.
 
 --conditional trains a class-conditional Glow (a learned prior per digit)
 and draws one row of samples per digit. --plain gives the plain Glow of the
-speed comparisons (standard normal latents, Glorot networks).
+speed comparisons (standard normal latents, Glorot networks, centred
+pixels).
 
 --strategy mirrored trains on every local GPU; --strategy multi_worker on a
 cluster described by TF_CONFIG, one process per machine running this same
@@ -88,6 +89,11 @@ def parse_args(argv=None):
   parser.add_argument("--hidden-initializer", default="glorot_uniform",
                       help="Keras initializer of the coupling networks' "
                            "hidden convolutions (e.g. he_normal)")
+  parser.add_argument("--preprocessing", choices=["centre", "logit"],
+                      default=inspect.signature(GlowModel).parameters[
+                          "preprocessing"].default,
+                      help="images to the flow's input: centred pixels "
+                           "x - 1/2 or RealNVP's logit(0.05 + 0.9 x)")
   parser.add_argument("--plain", action="store_true",
                       help="the plain Glow of the speed comparisons: "
                            "standard normal latents, Glorot-initialized "
@@ -134,7 +140,8 @@ def model_options(args):
   options.update(num_levels=args.num_levels, num_steps=args.num_steps,
                  hidden_channels=args.hidden_channels, seed=args.seed,
                  coupling=args.coupling,
-                 hidden_initializer=args.hidden_initializer)
+                 hidden_initializer=args.hidden_initializer,
+                 preprocessing=args.preprocessing)
   if args.plain:
     options.update(PLAIN_GLOW, coupling=args.coupling)
   if args.conditional:

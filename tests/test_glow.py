@@ -41,10 +41,12 @@ def _perturbed(model, images, scale=0.05, seed=0):
 #: Every architecture option, each with a class-conditional variant where
 #: it exists: the model tests below run them all.
 OPTIONS = {
-    "plain": dict(learned_prior=False, hidden_initializer="glorot_uniform"),
+    "plain": dict(learned_prior=False, hidden_initializer="glorot_uniform",
+                  preprocessing="centre"),
     "learned_prior": dict(learned_prior=True, hidden_initializer="he_normal"),
     "additive": dict(coupling="additive"),
     "conditional": dict(num_classes=3, classification_weight=0.1),
+    "logit": dict(preprocessing="logit"),
 }
 
 
@@ -92,8 +94,9 @@ def test_log_det_equals_autodiff_jacobian_of_a_small_glow(options):
 def test_actnorm_initialization_normalizes_its_batch_once():
   rng = np.random.default_rng(1)
   images = rng.integers(0, 256, size=(64, 8, 8, 1)).astype(np.uint8)
+  # Centred pixels here; test_glow_options has the logit's.
   model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
-                    hidden_channels=8)
+                    hidden_channels=8, preprocessing="centre")
   model.initialize(images)
   # Walk the data-to-latent direction and look at every ActNorm's output:
   # the input of the 1x1 convolution after it.
@@ -130,7 +133,7 @@ def test_log_prob_initializes_on_the_first_batch():
 #: (kernel, bias) at the one split, the top prior's parameters, and a
 #: conditional top prior's per-class parameters and classifier (kernel, bias).
 PRIOR_WEIGHTS = {"plain": 0, "learned_prior": 2 + 1, "additive": 2 + 1,
-                 "conditional": 2 + 1 + 3}
+                 "conditional": 2 + 1 + 3, "logit": 2 + 1}
 
 
 @pytest.mark.parametrize("name", OPTIONS)

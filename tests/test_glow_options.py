@@ -61,7 +61,7 @@ def test_save_and_load_keep_every_option_and_the_log_prob(name, tmp_path):
   model.save(tmp_path / "glow.keras")
   restored = keras.models.load_model(tmp_path / "glow.keras")
   for option in ("coupling", "hidden_initializer", "learned_prior",
-                 "num_classes", "classification_weight"):
+                 "num_classes", "classification_weight", "preprocessing"):
     assert getattr(restored, option) == getattr(model, option)
   np.testing.assert_array_equal(restored.log_prob(images, labels).numpy(),
                                 model.log_prob(images, labels).numpy())
@@ -75,6 +75,27 @@ def test_config_without_the_new_options_builds_the_plain_glow():
   restored = GlowModel.from_config(config)
   assert not restored.learned_prior and restored.priors == []
   assert restored.coupling == "affine"
+  assert restored.preprocessing == "centre"
+
+
+def test_actnorm_initialization_sees_the_preprocessed_images():
+  """With the logit preprocessing, the first ActNorm normalizes the logits
+  (not the centred pixels): its output on the initializing batch is
+  zero-mean, unit-variance per channel."""
+  model = GlowModel(**SMALL, preprocessing="logit")
+  images = _images(64, seed=3)
+  model.initialize(images)
+  x = tf.constant((images + 0.5) / 256., tf.float32)
+  logits = model._preprocessing_bijector().forward(x)
+  np.testing.assert_allclose(
+      logits.numpy(), np.log((0.05 + 0.9 * x) / (0.95 - 0.9 * x)),
+      rtol=1e-5, atol=1e-5)
+  part, part_input = next(
+      (p, i) for p, i in model.architecture.walk(logits)
+      if p is model.convolutions[0])
+  mean, variance = tf.nn.moments(part_input, axes=[0, 1, 2])
+  np.testing.assert_allclose(mean, 0., atol=1e-4)
+  np.testing.assert_allclose(variance, 1., atol=1e-3)
 
 
 def test_the_learned_priors_start_as_the_identity():
@@ -152,6 +173,8 @@ def test_unconditional_glow_refuses_labels():
 
 
 @pytest.mark.parametrize("kwargs,match", [
+    (dict(preprocessing="logits"), r"preprocessing must be one of "
+                                   r"\['centre', 'logit'\]; got 'logits'"),
     (dict(coupling="affine_"), r"coupling must be one of \['additive', "
                                r"'affine'\]; got 'affine_'"),
     (dict(num_classes=1), r"num_classes must be an int >= 2 or None; got 1"),

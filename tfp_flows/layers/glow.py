@@ -367,8 +367,8 @@ class GlowArchitecture:
 
   def walk(self, x, context=None):
     """Yields `(part, input)` for every part of every level, in the
-    data-to-latent order of `data_to_latent`, from images `x` in
-    `[-1/2, 1/2)`. Each part is applied after the caller has seen it, so
+    data-to-latent order of `data_to_latent`, from the first level's input
+    `x` (the model's preprocessed images). Each part is applied after the caller has seen it, so
     the caller may first change a layer's weights (ActNorm's
     initialization does)."""
     for level in self.levels:
