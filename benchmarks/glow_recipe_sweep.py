@@ -12,6 +12,11 @@ rerun, so a killed sweep resumes.
 
     python benchmarks/glow_recipe_sweep.py --steps 2000 --runs plain full
     python benchmarks/glow_recipe_sweep.py --steps 2000 --seed 1 --runs full
+    python benchmarks/glow_recipe_sweep.py --out-dir runs/sweep5000 --plot-curves curves.png
+
+--plot-curves draws the training curves (bits/dim per 100 steps) of every
+run in --out-dir/results.jsonl, with each run's validation figure marked at
+its last step, and trains nothing.
 
 Wall-clock seconds are recorded but are not a speed measurement (runs may
 share the machine); per-step cost is `bench_glow.py`'s.
@@ -135,6 +140,27 @@ def run_one(name, options, steps, seed, out_dir):
   return result
 
 
+def plot_curves(results_path, out_path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  figure, axes = plt.subplots(figsize=(7, 4.5))
+  for line in results_path.read_text().splitlines():
+    r = json.loads(line)
+    curve = r["train_bits_per_dim_curve"]
+    steps = [100 * (i + 1) for i in range(len(curve))]
+    drawn, = axes.plot(steps, curve, label=f"{r['run']} (seed {r['seed']})")
+    axes.plot([r["steps"]], [r["validation_bits_per_dim"]], "o",
+              color=drawn.get_color())
+  axes.axhline(1.60, color="gray", linestyle="--", label="issue 15's target")
+  axes.set(xlabel="training step", ylabel="bits/dim",
+           title="training bits/dim per 100 steps; dots: validation",
+           ylim=(1.4, 3.5))
+  axes.legend(fontsize=8)
+  figure.tight_layout()
+  figure.savefig(out_path, dpi=100)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=2000)
@@ -143,8 +169,13 @@ def main():
                       choices=list(RUNS))
   parser.add_argument("--out-dir", type=pathlib.Path,
                       default=pathlib.Path("runs/glow_recipe_sweep"))
+  parser.add_argument("--plot-curves", type=pathlib.Path, default=None,
+                      help="only draw the training curves to this file")
   parser.add_argument("--one", help=argparse.SUPPRESS)  # a child's run
   args = parser.parse_args()
+  if args.plot_curves:
+    plot_curves(args.out_dir / "results.jsonl", args.plot_curves)
+    return
   args.out_dir.mkdir(parents=True, exist_ok=True)
   if args.one:
     sys.path.insert(0, str(HERE))

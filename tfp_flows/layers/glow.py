@@ -368,9 +368,9 @@ class GlowArchitecture:
   def walk(self, x, context=None):
     """Yields `(part, input)` for every part of every level, in the
     data-to-latent order of `data_to_latent`, from the first level's input
-    `x` (the model's preprocessed images). Each part is applied after the caller has seen it, so
-    the caller may first change a layer's weights (ActNorm's
-    initialization does)."""
+    `x` (the model's preprocessed images). Each part is applied after the
+    caller has seen it, so the caller may first change a layer's weights
+    (ActNorm's initialization does)."""
     for level in self.levels:
       for part in level.parts():
         yield part, x

@@ -20,7 +20,8 @@ NUM_PIXEL_VALUES = 256
 
 #: The options that give the plain Glow of the peer comparisons
 #: (`benchmarks/bench_glow.py` against TFP's `tfb.Glow` and normflows):
-#: standard normal latents, affine couplings, Glorot-initialized networks.
+#: standard normal latents, affine couplings, Glorot-initialized networks,
+#: centred pixels.
 #: A `.keras` file saved before these options existed loads as this.
 PLAIN_GLOW = {"learned_prior": False, "coupling": "affine",
               "hidden_initializer": "glorot_uniform",
@@ -33,7 +34,23 @@ _COUPLINGS = {"affine": False, "additive": True}  # name -> additive
 #: logit's range stays within about +-2.9, so no pixel value sits in a
 #: tail the flow must stretch to reach.
 LOGIT_ALPHA = 0.05
-_PREPROCESSINGS = ("centre", "logit")
+
+
+def _centred(dtype):
+  return tfb.Shift(tf.constant(-0.5, dtype))
+
+
+def _logit(dtype):
+  # Right to left: squeeze into [a, 1 - a], then the logit. TFP's
+  # `Invert(Sigmoid)` computes the logit's log-det stably.
+  alpha = tf.constant(LOGIT_ALPHA, dtype)
+  return tfb.Chain([tfb.Invert(tfb.Sigmoid()), tfb.Shift(alpha),
+                    tfb.Scale(1. - 2. * alpha)])
+
+
+#: name -> the bijector (given a dtype) from images in `[0, 1)` to the
+#: first level's input.
+_PREPROCESSINGS = {"centre": _centred, "logit": _logit}
 
 #: `GlowModel.compile()`'s optimizer: `optimizers.adam_with_warmup_and_ema`
 #: with these arguments (docs/RESULTS.md, "Glow's training recipe").
@@ -215,14 +232,7 @@ class GlowModel(FlowModel):
 
   def _preprocessing_bijector(self):
     """Images in `[0, 1)` to the first level's input."""
-    dtype = self.likelihood_dtype
-    if self.preprocessing == "centre":
-      return tfb.Shift(tf.constant(-0.5, dtype))
-    # Right to left: squeeze into [a, 1 - a], then the logit. TFP's
-    # `Invert(Sigmoid)` computes the logit's log-det stably.
-    alpha = tf.constant(LOGIT_ALPHA, dtype)
-    return tfb.Chain([tfb.Invert(tfb.Sigmoid()), tfb.Shift(alpha),
-                      tfb.Scale(1. - 2. * alpha)])
+    return _PREPROCESSINGS[self.preprocessing](self.likelihood_dtype)
 
   def distribution_for(self, labels=None):
     """`tfd.TransformedDistribution(N(0, I_D), flow_for(labels))` over
