@@ -70,6 +70,17 @@ RUNS = {
     "prior+logit+recipe": {**PLAIN, "learned_prior": True,
                            "preprocessing": "logit", "warmup_steps": 200,
                            "ema_momentum": 0.99},
+    # Warm-up then a cosine decay of the learning rate to zero at the last
+    # step: at a fixed budget, the end of the run at small steps.
+    "prior+logit+cosine": {**PLAIN, "learned_prior": True,
+                           "preprocessing": "logit", "warmup_steps": 200,
+                           "cosine_decay": True},
+    # `compile()`'s default since the cosine run: warm-up, constant rate.
+    "prior+logit+warmup": {**PLAIN, "learned_prior": True,
+                           "preprocessing": "logit", "warmup_steps": 200},
+    "prior+logit+lr2e-3+cosine": {
+        **PLAIN, "learned_prior": True, "preprocessing": "logit",
+        "warmup_steps": 200, "cosine_decay": True, "learning_rate": 2e-3},
     "conditional+logit": {**PLAIN, "learned_prior": True,
                           "preprocessing": "logit", "num_classes": 10},
     "conditional+logit+ycond0.01": {

@@ -68,16 +68,25 @@ def test_multi_worker_without_tf_config_says_what_is_missing(tmp_path):
   assert "TF_CONFIG" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("variant", [[], ["--conditional"], ["--plain"]],
-                         ids=["default", "conditional", "plain"])
+# (flags, training steps of the one epoch): --steps-per-epoch 0 is one
+# pass over the 1,000 training digits, 1000 // 64 = 15 full batches.
+VARIANTS = {"default": ([], 12),
+            "conditional": (["--conditional"], 12),
+            "plain_one_pass": (["--plain", "--steps-per-epoch", "0"], 15)}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path,
                                                           shared_data_dir,
                                                           variant):
   if shared_data_dir is None:
     pytest.skip("needs ../shared/data/mnist")
+  variant, steps = VARIANTS[variant]
+  if "--steps-per-epoch" not in variant:
+    variant = variant + ["--steps-per-epoch", str(steps)]
   args = variant + ["--data-dir", str(shared_data_dir / "mnist"), "--epochs", "1",
           "--num-steps", "2", "--hidden-channels", "16",
-          # 15 steps: the default warm-up and average suit thousands.
+          # 12 or 15 steps: the default warm-up and average suit thousands.
           "--warmup-steps", "5", "--ema-momentum", "0.5",
           "--validation-size", "6000", "--test-size", "1000",
           "--output-dir", str(tmp_path / "run"),
@@ -86,9 +95,10 @@ def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path,
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert 0 < metrics["test_bits_per_dim"] < 8
-  assert metrics["model"]["num_classes"] == (10 if variant == ["--conditional"]
-                                             else None)
-  assert metrics["model"]["learned_prior"] == (variant != ["--plain"])
+  assert metrics["steps"] == steps
+  assert metrics["model"]["num_classes"] == (
+      10 if "--conditional" in variant else None)
+  assert metrics["model"]["learned_prior"] == ("--plain" not in variant)
   assert (tmp_path / "run" / "samples" / "samples_epoch_001.png").exists()
   assert (tmp_path / "run" / "interpolation.png").exists()
   assert (tmp_path / "run" / "learning_curve.png").exists()

@@ -53,9 +53,12 @@ def _logit(dtype):
 _PREPROCESSINGS = {"centre": _centred, "logit": _logit}
 
 #: `GlowModel.compile()`'s optimizer: `optimizers.adam_with_warmup_and_ema`
-#: with these arguments (docs/RESULTS.md, "Glow's training recipe").
+#: with these arguments (docs/RESULTS.md, "Sample quality"). No moving
+#: average: with the logit it changed nothing in bits/dim at 2,000 steps and
+#: lowered the confident share; a cosine decay to 0 over 5,000 steps cost
+#: 0.06 bits/dim against the constant rate, so the rate stays constant.
 GLOW_RECIPE = {"learning_rate": 1e-3, "warmup_steps": 200,
-               "ema_momentum": 0.99}
+               "ema_momentum": None}
 
 
 @keras.saving.register_keras_serializable(package="tfp_flows")
@@ -207,9 +210,9 @@ class GlowModel(FlowModel):
 
   def compile(self, optimizer=None, **kwargs):
     """Keras' `compile` (`FlowModel.compile`); without an optimizer, the
-    recipe chosen by measurement (docs/RESULTS.md): Adam with a linear
-    learning-rate warm-up and a moving average of the weights
-    (`optimizers.adam_with_warmup_and_ema(**GLOW_RECIPE)`)."""
+    recipe chosen by measurement (docs/RESULTS.md): Adam at a constant
+    learning rate after a linear warm-up, without a moving average of the
+    weights (`optimizers.adam_with_warmup_and_ema(**GLOW_RECIPE)`)."""
     if optimizer is None:
       optimizer = optimizers.adam_with_warmup_and_ema(**GLOW_RECIPE)
     super().compile(optimizer=optimizer, **kwargs)
