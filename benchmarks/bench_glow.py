@@ -8,13 +8,13 @@ process; the two implementations alternate (ABBA...) so drift hits both;
 warm-up steps (tracing, first allocations) are excluded. Reports medians.
 
     pip install -e ".[bench]"
-    python benchmarks/bench_glow.py            # 5 rounds, about 5 minutes
+    python benchmarks/bench_glow.py            # 5 rounds, about 15 minutes
     python benchmarks/bench_glow.py --peer defaults
 
 `--peer defaults` compares the plain GlowModel above with GlowModel at its
-defaults (learned priors) compiled with its default
-recipe (`compile()`: warm-up, moving average of the weights): what the
-quality options cost per step.
+defaults (learned priors, logit preprocessing) compiled with its default
+recipe (`compile()`: Adam after a warm-up): what the quality options cost
+per step.
 
 The last line is JSON: img_per_s, peer_img_per_s, ratio (median of the
 per-round ratios), peak_rss_mb, peer_peak_rss_mb.
