@@ -78,9 +78,6 @@ RUNS = {
     # `compile()`'s default since the cosine run: warm-up, constant rate.
     "prior+logit+warmup": {**PLAIN, "learned_prior": True,
                            "preprocessing": "logit", "warmup_steps": 200},
-    "prior+logit+lr2e-3+cosine": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "cosine_decay": True, "learning_rate": 2e-3},
     "conditional+logit": {**PLAIN, "learned_prior": True,
                           "preprocessing": "logit", "num_classes": 10},
     "conditional+logit+ycond0.01": {

@@ -197,12 +197,11 @@ def train(args):
     model.compile(optimizer=optimizer(args, steps))
   run.fit(model, dataset("train", args.batch_size, shuffle=True,
                          seed=args.seed, max_shift=args.max_shift,
-                         repeat=bool(args.steps_per_epoch)),
+                         repeat=True),
           dataset("validation", 256), args.epochs,
           chief_callbacks=[SampleGridCallback(args.output_dir / "samples",
                                               num_samples=100)],
-          non_finite=args.non_finite,
-          steps_per_epoch=args.steps_per_epoch or None)
+          non_finite=args.non_finite, steps_per_epoch=steps_per_epoch)
 
   # The weights are now the moving average, if one was kept (fit ends so).
   test_metrics = model.evaluate(dataset("test", 256), return_dict=True)

@@ -70,8 +70,8 @@ def test_multi_worker_without_tf_config_says_what_is_missing(tmp_path):
 
 # (flags, training steps of the one epoch): --steps-per-epoch 0 is one
 # pass over the 1,000 training digits, 1000 // 64 = 15 full batches.
-VARIANTS = {"default": ([], 12),
-            "conditional": (["--conditional"], 12),
+VARIANTS = {"default": (["--steps-per-epoch", "12"], 12),
+            "conditional": (["--conditional", "--steps-per-epoch", "12"], 12),
             "plain_one_pass": (["--plain", "--steps-per-epoch", "0"], 15)}
 
 
@@ -82,8 +82,6 @@ def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path,
   if shared_data_dir is None:
     pytest.skip("needs ../shared/data/mnist")
   variant, steps = VARIANTS[variant]
-  if "--steps-per-epoch" not in variant:
-    variant = variant + ["--steps-per-epoch", str(steps)]
   args = variant + ["--data-dir", str(shared_data_dir / "mnist"), "--epochs", "1",
           "--num-steps", "2", "--hidden-channels", "16",
           # 12 or 15 steps: the default warm-up and average suit thousands.
