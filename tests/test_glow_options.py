@@ -1,5 +1,5 @@
 """Glow's options (learned priors, additive coupling, class-conditional
-priors), its default training recipe (warm-up, moving average) and the data
+priors), its training recipe (warm-up; the optional moving average) and the data
 it trains on (labels, shifted digits)."""
 
 import numpy as np

@@ -84,7 +84,8 @@ def test_one_epoch_on_shared_digits_writes_every_artifact(tmp_path,
   variant, steps = VARIANTS[variant]
   args = variant + ["--data-dir", str(shared_data_dir / "mnist"), "--epochs", "1",
           "--num-steps", "2", "--hidden-channels", "16",
-          # 12 or 15 steps: the default warm-up and average suit thousands.
+          # 12 or 15 steps: a warm-up for thousands would not end; the average
+          # (off by default) is switched on to run its code path.
           "--warmup-steps", "5", "--ema-momentum", "0.5",
           "--validation-size", "6000", "--test-size", "1000",
           "--output-dir", str(tmp_path / "run"),
