@@ -16,7 +16,12 @@ rerun, so a killed sweep resumes.
 
 --plot-curves draws the training curves (bits/dim per 100 steps) of every
 run in --out-dir/results.jsonl, with each run's validation figure marked at
-its last step, and trains nothing.
+its last step, and trains nothing. --plot-quality draws, for every run in
+the results files named, the confident share of its T = 0.7 samples
+against its validation bits/dim, labelled with the run's steps:
+
+    python benchmarks/glow_recipe_sweep.py --plot-quality quality.png \
+        --results runs/glow_recipe_sweep/results.jsonl runs/sweep5000/results.jsonl
 
 Wall-clock seconds are recorded but are not a speed measurement (runs may
 share the machine); per-step cost is `bench_glow.py`'s.
@@ -176,6 +181,35 @@ def plot_curves(results_path, out_path):
   figure.savefig(out_path, dpi=100)
 
 
+def plot_quality(results_paths, out_path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  figure, axes = plt.subplots(figsize=(7, 4.5))
+  for path in results_paths:
+    for line in path.read_text().splitlines():
+      r = json.loads(line)
+      conditional = r["options"]["num_classes"] is not None
+      axes.plot(r["validation_bits_per_dim"], r["T=0.7"]["confident_share"],
+                "s" if conditional else "o",
+                color="tab:orange" if conditional else "tab:blue")
+      axes.annotate(f"{r['run']} s{r['seed']} ({r['steps']})",
+                    (r["validation_bits_per_dim"],
+                     r["T=0.7"]["confident_share"]),
+                    fontsize=6, xytext=(3, 2), textcoords="offset points")
+  axes.axhline(0.8, color="gray", linestyle="--", label="issue 15's target")
+  axes.plot([], [], "o", color="tab:blue", label="unconditional")
+  axes.plot([], [], "s", color="tab:orange",
+            label="class-conditional (bits/dim given the label)")
+  axes.set(xlabel="validation bits/dim", ylim=(0, 1),
+           ylabel="confident share of T = 0.7 samples",
+           title="sample quality against likelihood (label: run, seed, steps)")
+  axes.invert_xaxis()
+  axes.legend(fontsize=8, loc="upper left")
+  figure.tight_layout()
+  figure.savefig(out_path, dpi=100)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--steps", type=int, default=2000)
@@ -186,8 +220,18 @@ def main():
                       default=pathlib.Path("runs/glow_recipe_sweep"))
   parser.add_argument("--plot-curves", type=pathlib.Path, default=None,
                       help="only draw the training curves to this file")
+  parser.add_argument("--plot-quality", type=pathlib.Path, default=None,
+                      help="only draw sample quality against bits/dim of "
+                           "the runs in --results to this file")
+  parser.add_argument("--results", type=pathlib.Path, nargs="+",
+                      default=[], help="results.jsonl files for "
+                                       "--plot-quality")
   parser.add_argument("--one", help=argparse.SUPPRESS)  # a child's run
   args = parser.parse_args()
+  if args.plot_quality:
+    plot_quality(args.results or [args.out_dir / "results.jsonl"],
+                 args.plot_quality)
+    return
   if args.plot_curves:
     plot_curves(args.out_dir / "results.jsonl", args.plot_curves)
     return
