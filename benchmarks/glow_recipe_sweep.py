@@ -85,9 +85,6 @@ RUNS = {
                            "preprocessing": "logit", "warmup_steps": 200},
     "conditional+logit": {**PLAIN, "learned_prior": True,
                           "preprocessing": "logit", "num_classes": 10},
-    "conditional+logit+ycond0.01": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "num_classes": 10, "classification_weight": 0.01},
     # openai/glow's `--ycond --weight_y 0.01`: its loss is bits per
     # subpixel plus weight_y times the cross-entropy in bits per image, so
     # its 0.01 is 0.01 * D = 7.84 against GlowModel's nats per image.
@@ -98,8 +95,6 @@ RUNS = {
     "prior+recipe": {**PLAIN, "learned_prior": True, "warmup_steps": 200,
                      "ema_momentum": 0.99},
     "conditional": {**FULL, "num_classes": 10},
-    "conditional+ycond0.01": {**FULL, "num_classes": 10,
-                              "classification_weight": 0.01},
 }
 
 
