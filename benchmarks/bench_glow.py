@@ -14,7 +14,11 @@ warm-up steps (tracing, first allocations) are excluded. Reports medians.
 `--peer defaults` compares the plain GlowModel above with GlowModel at its
 defaults (learned priors, logit preprocessing) compiled with its default
 recipe (`compile()`: Adam after a warm-up): what the quality options cost
-per step.
+per step. `--peer-hidden-channels` and `--peer-num-steps` change that
+peer's width and depth (both sides keep the defaults' options otherwise
+plain), to price a wider or deeper default:
+
+    python benchmarks/bench_glow.py --peer defaults --peer-hidden-channels 128
 
 The last line is JSON: img_per_s, peer_img_per_s, ratio (median of the
 per-round ratios), peak_rss_mb, peer_peak_rss_mb.
@@ -50,14 +54,16 @@ def _peak_rss_mb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.
 
 
-def run_ours(batch_size, warmup, steps, jit_compile, defaults=False):
+def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
+             hidden_channels=64, num_steps=8):
   import keras
   from tfp_flows import data
   from tfp_flows.models import PLAIN_GLOW, GlowModel
 
   images = _images(batch_size * 50)
-  model = GlowModel(image_shape=(28, 28, 1), num_levels=2, num_steps=8,
-                    hidden_channels=64, **({} if defaults else PLAIN_GLOW))
+  model = GlowModel(image_shape=(28, 28, 1), num_levels=2,
+                    num_steps=num_steps, hidden_channels=hidden_channels,
+                    **({} if defaults else PLAIN_GLOW))
   model.compile(optimizer=None if defaults else keras.optimizers.Adam(1e-3),
                 jit_compile=jit_compile)
   times = {}
@@ -115,7 +121,10 @@ def run_tfp(batch_size, warmup, steps):
 def worker(args):
   if args.worker in ("ours", "defaults"):
     img_per_s = run_ours(args.batch_size, args.warmup, args.steps, args.jit,
-                         defaults=args.worker == "defaults")
+                         defaults=args.worker == "defaults",
+                         **({"hidden_channels": args.peer_hidden_channels,
+                             "num_steps": args.peer_num_steps}
+                            if args.worker == "defaults" else {}))
   else:
     img_per_s = run_tfp(args.batch_size, args.warmup, args.steps)
   print(json.dumps({"img_per_s": img_per_s, "peak_rss_mb": _peak_rss_mb()}))
@@ -124,7 +133,10 @@ def worker(args):
 def measure(which, args):
   command = [sys.executable, __file__, "--worker", which,
              "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-             "--steps", str(args.steps)] + (["--jit"] if args.jit else [])
+             "--steps", str(args.steps),
+             "--peer-hidden-channels", str(args.peer_hidden_channels),
+             "--peer-num-steps", str(args.peer_num_steps)] + (
+                 ["--jit"] if args.jit else [])
   result = subprocess.run(command, capture_output=True, text=True, check=False)
   if result.returncode != 0:
     raise RuntimeError(f"{which} worker failed:\n{result.stderr[-3000:]}")
@@ -141,6 +153,10 @@ def main():
                       help="compile GlowModel's train step with XLA")
   parser.add_argument("--peer", choices=["tfp", "defaults"], default="tfp",
                       help="what the plain GlowModel is compared with")
+  parser.add_argument("--peer-hidden-channels", type=int, default=64,
+                      help="the defaults peer's coupling-network width")
+  parser.add_argument("--peer-num-steps", type=int, default=8,
+                      help="the defaults peer's steps per level (K)")
   parser.add_argument("--worker", choices=["ours", "tfp", "defaults"],
                       help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -167,6 +183,8 @@ def main():
       "peak_rss_mb": statistics.median(o["peak_rss_mb"] for o in ours),
       "peer_peak_rss_mb": statistics.median(p["peak_rss_mb"] for p in peer),
       "peer": args.peer, "rounds": args.rounds,
+      "peer_hidden_channels": args.peer_hidden_channels,
+      "peer_num_steps": args.peer_num_steps,
       "batch_size": args.batch_size,
       "jit_compile": args.jit,
   }))

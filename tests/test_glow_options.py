@@ -188,6 +188,21 @@ def test_constructor_rejects_inconsistent_options(kwargs, match):
     GlowModel(**SMALL, **kwargs)
 
 
+def test_classification_weight_defaults_to_openai_glows_on_our_scale():
+  """openai/glow's `weight_y` 0.01 multiplies bits per image against a loss
+  in bits per subpixel: on nats per image that is 0.01 * D, and only a
+  class-conditional model has a classifier to weigh."""
+  assert GlowModel(**SMALL).classification_weight == 0.
+  conditional = GlowModel(**SMALL, num_classes=3)
+  assert conditional.classification_weight == pytest.approx(0.01 * 8 * 8)
+  assert GlowModel(**SMALL, num_classes=3,
+                   classification_weight=0.).classification_weight == 0.
+  # A saved conditional model keeps the weight it was trained with.
+  config = conditional.get_config()
+  config["classification_weight"] = 0.
+  assert GlowModel.from_config(config).classification_weight == 0.
+
+
 # The training recipe ---------------------------------------------------------
 
 

@@ -25,7 +25,12 @@ NUM_PIXEL_VALUES = 256
 #: A `.keras` file saved before these options existed loads as this.
 PLAIN_GLOW = {"learned_prior": False, "coupling": "affine",
               "hidden_initializer": "glorot_uniform",
-              "preprocessing": "centre"}
+              "preprocessing": "centre", "classification_weight": 0.}
+
+#: openai/glow's `--weight_y` for `--ycond` (0.01). Its loss is bits per
+#: subpixel plus `weight_y` times a cross-entropy in bits per image; on
+#: `GlowModel`'s nats per image that is `weight_y * D`.
+OPENAI_GLOW_WEIGHT_Y = 0.01
 
 _COUPLINGS = {"affine": False, "additive": True}  # name -> additive
 
@@ -116,8 +121,12 @@ class GlowModel(FlowModel):
       images) or `"centre"` (`x - 1/2`, as openai/glow). The logit measured
       0.39 bits/dim better at 2,000 steps (docs/RESULTS.md).
     num_classes: a class-conditional top prior over this many classes.
-    classification_weight: weight of the classification loss (needs
-      `num_classes`); 0 leaves it out.
+    classification_weight: weight of the classification loss (> 0 needs
+      `num_classes`); 0 leaves it out. Default: openai/glow's `weight_y`
+      0.01 on this loss's scale, `0.01 * H * W * C` (7.84 on MNIST), for a
+      class-conditional model, else 0. At 3,000 steps it raised the share
+      of T = 0.7 samples classified as their label from 0.72 to 0.78 for
+      0.02 bits/dim (docs/RESULTS.md).
   """
 
   needs_initialization = True  # ActNorm's data-dependent initialization
@@ -125,7 +134,7 @@ class GlowModel(FlowModel):
   def __init__(self, image_shape=(28, 28, 1), num_levels=2, num_steps=8,
                hidden_channels=64, seed=0, coupling="affine",
                hidden_initializer="glorot_uniform", learned_prior=True,
-               num_classes=None, classification_weight=0.,
+               num_classes=None, classification_weight=None,
                preprocessing="logit", **kwargs):
     height, width, channels = (int(s) for s in image_shape)
     if num_levels < 1 or num_steps < 1 or hidden_channels < 1:
@@ -151,6 +160,9 @@ class GlowModel(FlowModel):
       raise ValueError("GlowModel: a class-conditional Glow (num_classes) "
                        "puts the labels into the learned top prior; it needs "
                        "learned_prior=True.")
+    if classification_weight is None:
+      classification_weight = (OPENAI_GLOW_WEIGHT_Y * height * width
+                               * channels if num_classes else 0.)
     if classification_weight < 0 or (classification_weight
                                      and not num_classes):
       raise ValueError(
