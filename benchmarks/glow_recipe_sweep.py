@@ -4,7 +4,8 @@ budget of training steps, every run in a fresh process.
 Data: the 8,000 digits of ../shared/data/mnist split 6,000 / 1,000 / 1,000
 (seed 0), batch 64, L = 2, K = 8, width 64. Per run: bits/dim on the 1,000
 validation digits (with the moving-average weights when the run keeps them,
-as `fit` leaves them), and the sample-quality scores of 1,000 samples at
+as `fit` leaves them; for a conditional model given the labels, and
+marginalized over them), and the sample-quality scores of 1,000 samples at
 T = 0.7 and 1.0 (`sample_quality.py`: confident share, class entropy,
 Frechet distance; label accuracy for the conditional model). A sample grid
 per run goes to --out-dir. Runs already in --out-dir/results.jsonl are not
@@ -164,6 +165,13 @@ def run_one(name, options, steps, seed, out_dir):
                 model.bits_per_dim(log_prob))),
             "train_bits_per_dim_curve": curve, "seconds": seconds,
             "skipped_steps": int(model.skipped_steps.numpy())}
+  if conditional:
+    # The images' own likelihood, the label marginalized: comparable with
+    # the unconditional runs' validation figure.
+    result["validation_marginal_bits_per_dim"] = float(np.mean(
+        model.bits_per_dim(np.concatenate([
+            model.marginal_log_prob(validation_images[i:i + 250]).numpy()
+            for i in range(0, 1000, 250)]))))
   result.update(sample_quality.score_model(model, splits,
                                            out_dir / "classifier"))
   grids = [callbacks.sample_grid(model, 100, t, 1234) for t in (0.7, 1.0)]

@@ -188,6 +188,25 @@ def test_constructor_rejects_inconsistent_options(kwargs, match):
     GlowModel(**SMALL, **kwargs)
 
 
+def test_marginal_log_prob_is_the_mixture_over_labels():
+  """log (1/K) sum_y p(x | y) with one noise draw per image, against the
+  per-label log_prob with that same noise (log_prob's fixed seed)."""
+  model = GlowModel(**SMALL, num_classes=3)
+  images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 1), np.uint8)
+  model.initialize((images, np.array([0, 1, 2, 0, 1])))
+  for layer in model.priors:  # break the zero initialization's symmetry
+    for weight in layer.weights:
+      weight.assign(0.3 * tf.random.stateless_normal(weight.shape, [1, 2]))
+  per_label = np.stack([model.log_prob(images, np.full(5, y)).numpy()
+                        for y in range(3)])
+  expected = np.logaddexp.reduce(per_label.astype(np.float64), 0) - np.log(3.)
+  assert np.ptp(per_label, axis=0).min() > 1e-3  # the labels do matter
+  np.testing.assert_allclose(model.marginal_log_prob(images).numpy(),
+                             expected, rtol=1e-5)
+  with pytest.raises(ValueError, match="unconditional"):
+    GlowModel(**SMALL).marginal_log_prob(images)
+
+
 def test_classification_weight_defaults_to_openai_glows_on_our_scale():
   """openai/glow's `weight_y` 0.01 multiplies bits per image against a loss
   in bits per subpixel: on nats per image that is 0.01 * D, and only a

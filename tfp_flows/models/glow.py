@@ -397,6 +397,39 @@ class GlowModel(FlowModel):
     with tf.control_dependencies([self.assert_initialized()]):
       return self._log_prob_with_noise(images, labels, noise)
 
+  def marginal_log_prob(self, images, seed=0):
+    """A class-conditional Glow's log-likelihood of images alone, in nats
+    `[N]`: the label marginalized under a uniform prior, `log (1/K) sum_y
+    p(x | y)` over the `K = num_classes` labels. This mixture is an
+    unconditional density of the images (a model trained with labels, as
+    FlowGMM's), comparable with an unconditional Glow's `log_prob`; it
+    costs `K` passes of the flow.
+
+    Every label sees the same dequantization noise (from the stateless
+    `seed`), so the mixture is taken of one dequantized image's densities.
+    """
+    if not self.is_conditional:
+      raise ValueError("GlowModel.marginal_log_prob: this Glow is "
+                       "unconditional (num_classes=None); its log_prob is "
+                       "already the images' likelihood.")
+    images = self._check_images(images)
+    count = tf.shape(images)[0]
+    if images.shape[0] == 0:
+      return tf.zeros([0], self.likelihood_dtype)
+    if tf.executing_eagerly():
+      self.initialize((images, tf.zeros([count], tf.int32)))
+    noise = tf.random.stateless_uniform(tf.shape(images), seed=[seed, 0],
+                                        dtype=self.likelihood_dtype)
+    # [K * N]: every image once per label, label-major.
+    repeated = [self.num_classes] + [1] * (images.shape.rank - 1)
+    labels = tf.repeat(tf.range(self.num_classes, dtype=tf.int32), count)
+    with tf.control_dependencies([self.assert_initialized()]):
+      per_label = tf.reshape(self._log_prob_with_noise(
+          tf.tile(images, repeated), labels, tf.tile(noise, repeated)),
+          [self.num_classes, count])
+    return (tf.reduce_logsumexp(per_label, axis=0)
+            - tf.math.log(tf.cast(self.num_classes, per_label.dtype)))
+
   def call(self, inputs, training=False):
     images, labels = (inputs if self.is_conditional else (inputs, None))
     noise = tf.random.stateless_uniform(tf.shape(images), seed=[0, 0],
