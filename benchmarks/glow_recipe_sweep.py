@@ -85,6 +85,10 @@ RUNS = {
     # `compile()`'s default since the cosine run: warm-up, constant rate.
     "prior+logit+warmup": {**PLAIN, "learned_prior": True,
                            "preprocessing": "logit", "warmup_steps": 200},
+    # The defaults at twice the rate: the 5,000-step curves still fall.
+    "prior+logit+warmup+lr2e-3": {
+        **PLAIN, "learned_prior": True, "preprocessing": "logit",
+        "warmup_steps": 200, "learning_rate": 2e-3},
     "conditional+logit": {**PLAIN, "learned_prior": True,
                           "preprocessing": "logit", "num_classes": 10},
     # The ycond run without its loss: separates the loss from the warm-up.
