@@ -207,6 +207,29 @@ def test_marginal_log_prob_is_the_mixture_over_labels():
     GlowModel(**SMALL).marginal_log_prob(images)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_marginal_log_prob_agrees_eager_under_tf_function_and_xla(dtype):
+  model = GlowModel(**SMALL, num_classes=3, dtype=dtype)
+  images = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 1), np.uint8)
+  model.initialize((images, np.array([0, 1, 2, 0])))
+  eager = model.marginal_log_prob(images).numpy()
+  assert eager.dtype == np.dtype(dtype) and np.all(np.isfinite(eager))
+  rtol = 1e-5 if dtype == "float32" else 1e-10
+  np.testing.assert_allclose(
+      tf.function(model.marginal_log_prob)(tf.constant(images)).numpy(),
+      eager, rtol=rtol)
+  # XLA draws other stateless uniforms than the kernels (log_prob's too):
+  # there the mixture is checked against XLA's own per-label log_prob.
+  marginal = tf.function(model.marginal_log_prob, jit_compile=True)
+  log_prob = tf.function(model.log_prob, jit_compile=True)
+  per_label = np.stack([log_prob(tf.constant(images),
+                                 tf.fill([4], y)).numpy() for y in range(3)])
+  np.testing.assert_allclose(
+      marginal(tf.constant(images)).numpy(),
+      np.logaddexp.reduce(per_label.astype(np.float64), 0) - np.log(3.),
+      rtol=rtol)
+
+
 def test_classification_weight_defaults_to_openai_glows_on_our_scale():
   """openai/glow's `weight_y` 0.01 multiplies bits per image against a loss
   in bits per subpixel: on nats per image that is 0.01 * D, and only a
