@@ -117,6 +117,10 @@ def parse_args(argv=None):
                            "loss on the top latent (default: GlowModel's, "
                            "openai/glow's weight_y 0.01 on its scale, 7.84 "
                            "for 28x28 digits; 0 leaves the loss out)")
+  parser.add_argument("--conditional-flow", action="store_true",
+                      help="with --conditional: the label also reaches "
+                           "every coupling network and split prior, not "
+                           "only the top prior")
   parser.add_argument("--seed", type=int, default=0)
   cli.add_training_flags(parser)
   parser.add_argument("--output-dir", type=pathlib.Path,
@@ -161,6 +165,7 @@ def model_options(args):
     options.update(num_classes=10)
     if args.classification_weight is not None:
       options.update(classification_weight=args.classification_weight)
+    options.update(conditional_flow=args.conditional_flow)
   return options
 
 
@@ -176,9 +181,11 @@ def train(args):
   # First: the strategy must exist before any other TensorFlow work.
   run = training.TrainingRun(args.output_dir, args.strategy,
                              args.cpu_replicas, seed=args.seed)
-  if args.classification_weight is not None and not args.conditional:
-    raise SystemExit("train_glow.py: --classification-weight needs "
-                     "--conditional")
+  for flag, given in (("--classification-weight",
+                       args.classification_weight is not None),
+                      ("--conditional-flow", args.conditional_flow)):
+    if given and not args.conditional:
+      raise SystemExit(f"train_glow.py: {flag} needs --conditional")
   splits = data.load_mnist(args.data_dir, args.validation_size,
                            args.test_size, args.seed, with_labels=True)
   print({name: images.shape for name, (images, _) in splits.items()})

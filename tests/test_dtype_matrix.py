@@ -226,7 +226,7 @@ def _glow_case(policy):
 def _conditional_glow_case(policy):
   model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
                     hidden_channels=8, num_classes=3, classification_weight=0.1,
-                    dtype=policy)
+                    conditional_flow=True, dtype=policy)
   images = _rng(14).integers(0, 256, (32, 8, 8, 1)).astype(np.uint8)
   labels = _rng(15).integers(0, 3, 32).astype(np.int32)
   model.initialize((images, labels))

@@ -195,14 +195,18 @@ def test_glow_export_serves_every_signature_without_tfp(glow_and_images,
 
 
 @pytest.mark.slow  # a fresh process, as the unconditional Glow's
-def test_conditional_glow_export_takes_labels_in_every_signature(tmp_path):
+@pytest.mark.parametrize("conditional_flow", [False, True],
+                         ids=["top_prior", "conditional_flow"])
+def test_conditional_glow_export_takes_labels_in_every_signature(
+    tmp_path, conditional_flow):
   rng = np.random.default_rng(2)
   images = rng.integers(0, 256, size=(6, 16, 16, 1)).astype(np.uint8)
   labels = np.array([0, 1, 2, 2, 1, 0], np.int32)
   model = GlowModel(image_shape=(16, 16, 1), num_levels=2, num_steps=2,
-                    hidden_channels=8, num_classes=3)
+                    hidden_channels=8, num_classes=3,
+                    conditional_flow=conditional_flow)
   model.initialize((images, labels))
-  for variable in model.trainable_variables:  # per-class priors included
+  for variable in model.trainable_variables:  # per-class weights included
     variable.assign(variable + 0.05 * rng.normal(size=variable.shape))
   export_path = export_saved_model(model, tmp_path / "glow")
 
@@ -213,6 +217,7 @@ def test_conditional_glow_export_takes_labels_in_every_signature(tmp_path):
             "labels_too_few": labels[:4], "labels_matrix": labels[None]}
   requests = {
       "log_prob": {"images": "images", "labels": "labels"},
+      "marginal_log_prob": {"images": "images"},
       "encode": {"images": "images", "labels": "labels"},
       "decode": {"latents": "latents", "labels": "labels"},
       "sample": {"labels": "labels", "temperature": "temperature"},
@@ -225,9 +230,13 @@ def test_conditional_glow_export_takes_labels_in_every_signature(tmp_path):
                           "temperature": "temperature"}],
   }
   served, report = _serve(export_path, tmp_path, inputs, requests, bad)
-  _check_report(report, ["log_prob", "sample", "encode", "decode"])
+  _check_report(report, ["log_prob", "marginal_log_prob", "sample", "encode",
+                         "decode"])
   log_prob = model.log_prob(images, labels).numpy()
   np.testing.assert_allclose(served["log_prob/log_prob"], log_prob, rtol=1e-6)
+  np.testing.assert_allclose(served["marginal_log_prob/log_prob"],
+                             model.marginal_log_prob(images).numpy(),
+                             rtol=1e-6)
   # The label matters: the same images under other labels score otherwise.
   assert np.abs(model.log_prob(images, (labels + 1) % 3).numpy()
                 - log_prob).max() > 1e-3

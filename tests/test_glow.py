@@ -46,6 +46,8 @@ OPTIONS = {
     "learned_prior": dict(learned_prior=True, hidden_initializer="he_normal"),
     "additive": dict(coupling="additive"),
     "conditional": dict(num_classes=3, classification_weight=0.1),
+    "conditional_flow": dict(num_classes=3, classification_weight=0.1,
+                             conditional_flow=True),
     "logit": dict(preprocessing="logit"),
 }
 
@@ -133,7 +135,10 @@ def test_log_prob_initializes_on_the_first_batch():
 #: (kernel, bias) at the one split, the top prior's parameters, and a
 #: conditional top prior's per-class parameters and classifier (kernel, bias).
 PRIOR_WEIGHTS = {"plain": 0, "learned_prior": 2 + 1, "additive": 2 + 1,
-                 "conditional": 2 + 1 + 3, "logit": 2 + 1}
+                 "conditional": 2 + 1 + 3, "logit": 2 + 1,
+                 # + the split prior's per-class offset, and a per-class
+                 # vector in each of the 2 x 3 coupling networks.
+                 "conditional_flow": 2 + 1 + 3 + 1 + 2 * 3}
 
 
 @pytest.mark.parametrize("name", OPTIONS)

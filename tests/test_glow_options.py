@@ -61,7 +61,8 @@ def test_save_and_load_keep_every_option_and_the_log_prob(name, tmp_path):
   model.save(tmp_path / "glow.keras")
   restored = keras.models.load_model(tmp_path / "glow.keras")
   for option in ("coupling", "hidden_initializer", "learned_prior",
-                 "num_classes", "classification_weight", "preprocessing"):
+                 "num_classes", "classification_weight", "preprocessing",
+                 "conditional_flow"):
     assert getattr(restored, option) == getattr(model, option)
   np.testing.assert_array_equal(restored.log_prob(images, labels).numpy(),
                                 model.log_prob(images, labels).numpy())
@@ -127,6 +128,30 @@ def test_conditional_labels_change_the_density_and_the_samples():
   assert model.distribution_for(labels).log_prob(x).shape == (len(labels),)
 
 
+def test_conditional_flow_puts_the_labels_into_every_coupling_and_split():
+  """With `conditional_flow` every coupling network and the split prior
+  depend on the label (zero-initialized, so the untrained model equals the
+  top-prior-only one); without it, only the top prior does."""
+  images = _images(4)
+  x = tf.random.normal([4, 4, 4, 4], seed=5)
+  for conditional_flow in (False, True):
+    model = GlowModel(**SMALL, num_classes=3,
+                      conditional_flow=conditional_flow)
+    top_only = GlowModel(**SMALL, num_classes=3)
+    model.initialize((images, [0, 1, 2, 0]))
+    top_only.initialize((images, [0, 1, 2, 0]))
+    np.testing.assert_allclose(model.log_prob(images, [0, 1, 2, 0]),
+                               top_only.log_prob(images, [0, 1, 2, 0]),
+                               rtol=1e-6)
+    _perturbed(model, (images, [0, 1, 2, 0]), 0.1)
+    first_level = [model.couplings[0], model.priors[0]]
+    for layer in first_level:
+      by_label = [layer.bijector(tf.fill([4], label)).forward(x)
+                  for label in (0, 1)]
+      differs = np.abs(by_label[0] - by_label[1]).max() > 1e-4
+      assert differs == conditional_flow, layer.name
+
+
 def test_classification_loss_is_weighted_into_the_objective():
   model, images, labels = _model("conditional")
   noise = tf.fill(images.shape, 0.5)
@@ -182,6 +207,7 @@ def test_unconditional_glow_refuses_labels():
     (dict(num_classes=10, learned_prior=False), r"needs learned_prior=True"),
     (dict(classification_weight=0.1), r"> 0 only with num_classes"),
     (dict(num_classes=10, classification_weight=-1.), r"must be >= 0"),
+    (dict(conditional_flow=True), r"conditional_flow .* needs num_classes"),
 ])
 def test_constructor_rejects_inconsistent_options(kwargs, match):
   with pytest.raises(ValueError, match=match):

@@ -57,6 +57,11 @@ def test_bad_flags_are_rejected_by_name(tmp_path):
   assert result.returncode == 2 and "--epochs" in result.stderr
   result = _run(["--strategy", "tpu"], cwd=tmp_path, timeout=60)
   assert result.returncode == 2 and "--strategy" in result.stderr
+  for flag in (["--classification-weight", "1"], ["--conditional-flow"]):
+    result = _run(flag, cwd=tmp_path, timeout=60)
+    assert result.returncode != 0, flag
+    assert f"{flag[0]} needs --conditional" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_multi_worker_without_tf_config_says_what_is_missing(tmp_path):

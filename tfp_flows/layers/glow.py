@@ -116,14 +116,21 @@ class AffineCouplingLayer(keras.layers.Layer):
   `additive=True`. The network computes in the layer's compute dtype (16
   bits under a `mixed_*` policy); its output is cast to the variables'
   dtype, in which the coupling's scale, shift and log-det are computed.
+
+  With `num_classes`, the network also sees the class label: a learned,
+  zero-initialized vector per class `[hidden]` is added to the first hidden
+  layer's output (a per-class bias of the second layer), so the coupling is
+  `p(x | y)`'s and `bijector(labels)` has batch shape `[N]`.
   """
 
   def __init__(self, hidden_channels=64, additive=False,
-               hidden_initializer="glorot_uniform", **kwargs):
+               hidden_initializer="glorot_uniform", num_classes=None,
+               **kwargs):
     super().__init__(**kwargs)
     self.hidden_channels = hidden_channels
     self.additive = bool(additive)
     self.hidden_initializer = hidden_initializer
+    self.num_classes = num_classes
 
   def build(self, input_shape):
     channels = int(input_shape[-1])
@@ -139,17 +146,34 @@ class AffineCouplingLayer(keras.layers.Layer):
              kernel_initializer="zeros", bias_initializer="zeros"),
     ], name="network")
     self.network.build(conditioner_shape)
+    if self.num_classes:
+      self.class_embedding = self.add_weight(
+          shape=(self.num_classes, self.hidden_channels), initializer="zeros",
+          name="class_embedding")
 
   def get_config(self):
     return {**super().get_config(), "hidden_channels": self.hidden_channels,
             "additive": self.additive,
-            "hidden_initializer": self.hidden_initializer}
+            "hidden_initializer": self.hidden_initializer,
+            "num_classes": self.num_classes}
 
   def bijector(self, context=None):
-    return AffineCoupling(self._shift_and_log_scale, additive=self.additive)
+    if not self.num_classes:
+      return AffineCoupling(self._shift_and_log_scale, additive=self.additive)
+    embedding = _class_rows(self.class_embedding, context, self)
+    return AffineCoupling(
+        functools.partial(self._shift_and_log_scale, embedding=embedding),
+        additive=self.additive)
 
-  def _shift_and_log_scale(self, x_a):
-    return tf.cast(self.network(x_a), self.variable_dtype)
+  def _shift_and_log_scale(self, x_a, embedding=None):
+    if embedding is None:
+      return tf.cast(self.network(x_a), self.variable_dtype)
+    first, *rest = self.network.layers
+    hidden = first(x_a) + tf.cast(embedding[:, None, None, :],
+                                  self.compute_dtype)
+    for layer in rest:
+      hidden = layer(hidden)
+    return tf.cast(hidden, self.variable_dtype)
 
 
 class SplitPriorLayer(keras.layers.Layer):
@@ -159,20 +183,40 @@ class SplitPriorLayer(keras.layers.Layer):
   that stay (openai/glow's `split2d_prior`), so it starts as the standard
   normal. Computes in the compute dtype, cast to the variables' dtype as
   the couplings are.
+
+  With `num_classes`, a zero-initialized per-class offset `[H, W, 2 *
+  (C // 2)]` of the mean and log standard deviation (as `TopPriorLayer`'s):
+  the prior is `p(x_exit | x_kept, y)`.
   """
 
+  def __init__(self, num_classes=None, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = num_classes
+
   def build(self, input_shape):
-    channels = int(input_shape[-1])
+    height, width, channels = (int(s) for s in input_shape[-3:])
     self.network = keras.layers.Conv2D(
         2 * (channels // 2), 3, padding="same", kernel_initializer="zeros",
         bias_initializer="zeros", dtype=self.dtype_policy, name="network")
     self.network.build(tuple(input_shape[:-1]) + (channels - channels // 2,))
+    if self.num_classes:
+      self.class_mean_and_log_std = self.add_weight(
+          shape=(self.num_classes, height, width, 2 * (channels // 2)),
+          initializer="zeros", name="class_mean_and_log_std")
+
+  def get_config(self):
+    return {**super().get_config(), "num_classes": self.num_classes}
 
   def bijector(self, context=None):
-    return SplitPrior(self._mean_and_log_std)
+    if not self.num_classes:
+      return SplitPrior(self._mean_and_log_std)
+    offset = _class_rows(self.class_mean_and_log_std, context, self)
+    return SplitPrior(functools.partial(self._mean_and_log_std,
+                                        offset=offset))
 
-  def _mean_and_log_std(self, kept):
-    return tf.cast(self.network(kept), self.variable_dtype)
+  def _mean_and_log_std(self, kept, offset=None):
+    output = tf.cast(self.network(kept), self.variable_dtype)
+    return output if offset is None else output + offset
 
 
 class TopPriorLayer(keras.layers.Layer):
@@ -215,12 +259,8 @@ class TopPriorLayer(keras.layers.Layer):
   def _mean_and_log_std(self, labels):
     parameters = self.mean_and_log_std.value
     if self.num_classes:
-      if labels is None:
-        raise ValueError(
-            f"This Glow's prior is class-conditional (num_classes="
-            f"{self.num_classes}): pass the class labels [N].")
-      parameters = parameters + tf.gather(self.class_mean_and_log_std.value,
-                                          labels)
+      parameters = parameters + _class_rows(self.class_mean_and_log_std,
+                                            labels, self)
     return tf.split(parameters, 2, axis=-1)
 
   def bijector(self, context=None):
@@ -307,15 +347,21 @@ class GlowArchitecture:
     learned_prior: a `SplitPriorLayer` at every split and a
       `TopPriorLayer` at the top; otherwise every latent is standard normal.
     num_classes: with `learned_prior`, a class-conditional top prior.
+    conditional_flow: with `num_classes`, the labels also reach every
+      coupling network and split prior, not only the top prior.
   """
 
   def __init__(self, image_shape, num_levels, num_steps, hidden_channels,
                seed=0, dtype=None, additive_coupling=False,
                hidden_initializer="glorot_uniform", learned_prior=False,
-               num_classes=None):
+               num_classes=None, conditional_flow=False):
     if num_classes and not learned_prior:
       raise ValueError("GlowArchitecture: a class-conditional prior "
                        "(num_classes) needs learned_prior=True.")
+    if conditional_flow and not num_classes:
+      raise ValueError("GlowArchitecture: conditional_flow needs "
+                       "num_classes.")
+    flow_classes = num_classes if conditional_flow else None
     h, w, c = image_shape
     self.levels = []
     for index in range(num_levels):
@@ -329,6 +375,7 @@ class GlowArchitecture:
                 AffineCouplingLayer(hidden_channels,
                                     additive=additive_coupling,
                                     hidden_initializer=hidden_initializer,
+                                    num_classes=flow_classes,
                                     name=f"coupling_{index}_{k}",
                                     dtype=dtype))
         for layer in step:
@@ -339,7 +386,8 @@ class GlowArchitecture:
       if learned_prior:
         prior = (TopPriorLayer(num_classes, name="top_prior", dtype=dtype)
                  if last else
-                 SplitPriorLayer(name=f"split_prior_{index}", dtype=dtype))
+                 SplitPriorLayer(flow_classes, name=f"split_prior_{index}",
+                                 dtype=dtype))
         prior.build(step_shape)
       exit_channels = 4 * c if last else 2 * c
       self.levels.append(GlowLevel(index, (h, w, c), tuple(steps),
@@ -383,6 +431,16 @@ class GlowArchitecture:
     for part, part_input in self.walk(x, context):
       if isinstance(part, ActNormLayer):
         part.initialize_from(part_input)
+
+
+def _class_rows(per_class, labels, layer):
+  """The rows `[N, ...]` of the per-class weight `[num_classes, ...]` for
+  `labels` `[N]`, or an error if a class-conditional layer got none."""
+  if labels is None:
+    raise ValueError(
+        f"{layer.name} is class-conditional (num_classes={layer.num_classes}):"
+        f" pass the class labels [N].")
+  return tf.gather(per_class.value, labels)
 
 
 def _as_bijector(part, context=None):

@@ -25,7 +25,8 @@ NUM_PIXEL_VALUES = 256
 #: A `.keras` file saved before these options existed loads as this.
 PLAIN_GLOW = {"learned_prior": False, "coupling": "affine",
               "hidden_initializer": "glorot_uniform",
-              "preprocessing": "centre", "classification_weight": 0.}
+              "preprocessing": "centre", "classification_weight": 0.,
+              "conditional_flow": False}
 
 #: openai/glow's `--weight_y` for `--ycond` (0.01). Its loss is bits per
 #: subpixel plus `weight_y` times a cross-entropy in bits per image; on
@@ -127,6 +128,9 @@ class GlowModel(FlowModel):
       class-conditional model, else 0. At 3,000 steps it raised the share
       of T = 0.7 samples classified as their label from 0.72 to 0.78 for
       0.02 bits/dim (docs/RESULTS.md).
+    conditional_flow: with `num_classes`, the labels reach every coupling
+      network (a per-class bias of its hidden layer) and every split prior
+      (a per-class offset), not only the top prior.
   """
 
   needs_initialization = True  # ActNorm's data-dependent initialization
@@ -135,7 +139,7 @@ class GlowModel(FlowModel):
                hidden_channels=64, seed=0, coupling="affine",
                hidden_initializer="glorot_uniform", learned_prior=True,
                num_classes=None, classification_weight=None,
-               preprocessing="logit", **kwargs):
+               preprocessing="logit", conditional_flow=False, **kwargs):
     height, width, channels = (int(s) for s in image_shape)
     if num_levels < 1 or num_steps < 1 or hidden_channels < 1:
       raise ValueError(
@@ -160,6 +164,10 @@ class GlowModel(FlowModel):
       raise ValueError("GlowModel: a class-conditional Glow (num_classes) "
                        "puts the labels into the learned top prior; it needs "
                        "learned_prior=True.")
+    if conditional_flow and not num_classes:
+      raise ValueError("GlowModel: conditional_flow puts the labels into "
+                       "the coupling networks and split priors; it needs "
+                       "num_classes.")
     if classification_weight is None:
       classification_weight = (OPENAI_GLOW_WEIGHT_Y * height * width
                                * channels if num_classes else 0.)
@@ -183,12 +191,14 @@ class GlowModel(FlowModel):
     self.num_classes = None if num_classes is None else int(num_classes)
     self.classification_weight = float(classification_weight)
     self.preprocessing = preprocessing
+    self.conditional_flow = bool(conditional_flow)
     self.event_size = height * width * channels
     self.architecture = GlowArchitecture(
         self.image_shape, num_levels, num_steps, hidden_channels, seed,
         dtype=self.dtype_policy, additive_coupling=_COUPLINGS[coupling],
         hidden_initializer=hidden_initializer,
-        learned_prior=self.learned_prior, num_classes=self.num_classes)
+        learned_prior=self.learned_prior, num_classes=self.num_classes,
+        conditional_flow=self.conditional_flow)
     # The architecture is a plain object: Keras tracks its layers through
     # these flat lists (step k of level l at l * K + k), filled step by step
     # so the weights and optimizer slots keep the names and order of `.keras`
@@ -213,7 +223,8 @@ class GlowModel(FlowModel):
             "learned_prior": self.learned_prior,
             "num_classes": self.num_classes,
             "classification_weight": self.classification_weight,
-            "preprocessing": self.preprocessing}
+            "preprocessing": self.preprocessing,
+            "conditional_flow": self.conditional_flow}
 
   @classmethod
   def from_config(cls, config):
@@ -386,16 +397,7 @@ class GlowModel(FlowModel):
     """
     images = self._check_images(images)
     labels = self._checked_labels(labels, "log_prob", tf.shape(images)[0])
-    if images.shape[0] == 0:
-      # Nothing to score; TF's convolutions mis-shape an empty batch here.
-      return tf.zeros([0], self.likelihood_dtype)
-    if tf.executing_eagerly():
-      # A no-op once initialized.
-      self.initialize(images if labels is None else (images, labels))
-    noise = tf.random.stateless_uniform(tf.shape(images), seed=[seed, 0],
-                                        dtype=self.likelihood_dtype)
-    with tf.control_dependencies([self.assert_initialized()]):
-      return self._log_prob_with_noise(images, labels, noise)
+    return self._score(images, labels, seed, self._log_prob_with_noise)
 
   def marginal_log_prob(self, images, seed=0):
     """A class-conditional Glow's log-likelihood of images alone, in nats
@@ -413,20 +415,38 @@ class GlowModel(FlowModel):
                        "unconditional (num_classes=None); its log_prob is "
                        "already the images' likelihood.")
     images = self._check_images(images)
-    count = tf.shape(images)[0]
+    # Label 0 only initializes ActNorm: at initialization every per-class
+    # weight is zero, so the statistics are those of any label.
+    initializing_labels = tf.zeros([tf.shape(images)[0]], tf.int32)
+    return self._score(images, initializing_labels, seed,
+                       lambda images, _, noise: self._mixture_log_prob(
+                           images, noise))
+
+  def _score(self, images, labels, seed, log_prob_with_noise):
+    """`log_prob_with_noise(images, labels, noise)` `[N]` of checked images
+    and labels, after what every likelihood needs: ActNorm initialized on
+    first use (eagerly; in a graph, an error if it never was) and uniform
+    dequantization noise from the stateless `seed`."""
     if images.shape[0] == 0:
+      # Nothing to score; TF's convolutions mis-shape an empty batch here.
       return tf.zeros([0], self.likelihood_dtype)
     if tf.executing_eagerly():
-      self.initialize((images, tf.zeros([count], tf.int32)))
+      # A no-op once initialized.
+      self.initialize(images if labels is None else (images, labels))
     noise = tf.random.stateless_uniform(tf.shape(images), seed=[seed, 0],
                                         dtype=self.likelihood_dtype)
+    with tf.control_dependencies([self.assert_initialized()]):
+      return log_prob_with_noise(images, labels, noise)
+
+  def _mixture_log_prob(self, images, noise):
+    """`log (1/K) sum_y p(x | y)` `[N]`, every label with the same noise."""
+    count = tf.shape(images)[0]
     # [K * N]: every image once per label, label-major.
     repeated = [self.num_classes] + [1] * (images.shape.rank - 1)
     labels = tf.repeat(tf.range(self.num_classes, dtype=tf.int32), count)
-    with tf.control_dependencies([self.assert_initialized()]):
-      per_label = tf.reshape(self._log_prob_with_noise(
-          tf.tile(images, repeated), labels, tf.tile(noise, repeated)),
-          [self.num_classes, count])
+    per_label = tf.reshape(self._log_prob_with_noise(
+        tf.tile(images, repeated), labels, tf.tile(noise, repeated)),
+        [self.num_classes, count])
     return (tf.reduce_logsumexp(per_label, axis=0)
             - tf.math.log(tf.cast(self.num_classes, per_label.dtype)))
 
@@ -532,7 +552,8 @@ class GlowModel(FlowModel):
     default), `sample`, `encode`, `decode`; images uint8 `[N, H, W, C]`,
     latents float32 `[N, D]`. A class-conditional Glow's take `labels`
     int32 `[N]` beside them, and its `sample` takes `labels` instead of
-    `num_samples` (one image per label)."""
+    `num_samples` (one image per label); it also serves
+    `marginal_log_prob` (images only, the label marginalized)."""
     if not self.is_initialized:
       raise ValueError(
           "export_saved_model: the GlowModel's ActNorm is not initialized; "
@@ -576,6 +597,10 @@ class GlowModel(FlowModel):
       log_p = self.log_prob(checked(images), checked_labels(labels))
       return {"log_prob": log_p, "bits_per_dim": self.bits_per_dim(log_p)}
 
+    def marginal_log_prob(images):
+      log_p = self.marginal_log_prob(checked(images))
+      return {"log_prob": log_p, "bits_per_dim": self.bits_per_dim(log_p)}
+
     def conditional_sample(labels, temperature):
       labels = checked_labels(labels)
       return {"images": self.sample(tf.shape(labels)[0], temperature,
@@ -592,6 +617,7 @@ class GlowModel(FlowModel):
 
     return {
         "log_prob": (conditional_log_prob, [images, labels_spec]),
+        "marginal_log_prob": (marginal_log_prob, [images]),
         "sample": (conditional_sample, [labels_spec, temperature]),
         "encode": (conditional_encode, [images, labels_spec]),
         "decode": (conditional_decode,
