@@ -113,6 +113,10 @@ RUNS = {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "num_classes": 10,
         "classification_weight": 0.04 * 28 * 28, "learning_rate": 2e-3},
+    "conditional+logit+warmup+ycond16x+lr2e-3": {
+        **PLAIN, "learned_prior": True, "preprocessing": "logit",
+        "warmup_steps": 200, "num_classes": 10,
+        "classification_weight": 0.16 * 28 * 28, "learning_rate": 2e-3},
     # ycond reaches label accuracy 0.81 at 5,000 steps with the label in the
     # top prior alone (392 of 784 dimensions): the label also in every
     # coupling network and the split prior.
