@@ -233,11 +233,16 @@ def test_marginal_log_prob_is_the_mixture_over_labels():
     GlowModel(**SMALL).marginal_log_prob(images)
 
 
+@pytest.mark.parametrize("conditional_flow", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_marginal_log_prob_agrees_eager_under_tf_function_and_xla(dtype):
-  model = GlowModel(**SMALL, num_classes=3, dtype=dtype)
+def test_marginal_log_prob_agrees_eager_under_tf_function_and_xla(
+    dtype, conditional_flow):
+  model = GlowModel(**SMALL, num_classes=3, dtype=dtype,
+                    conditional_flow=conditional_flow)
   images = np.random.default_rng(1).integers(0, 256, (4, 8, 8, 1), np.uint8)
   model.initialize((images, np.array([0, 1, 2, 0])))
+  if conditional_flow:  # per-class weights away from their zero start
+    _perturbed(model, (images, np.array([0, 1, 2, 0])), 0.1)
   eager = model.marginal_log_prob(images).numpy()
   assert eager.dtype == np.dtype(dtype) and np.all(np.isfinite(eager))
   rtol = 1e-5 if dtype == "float32" else 1e-10
