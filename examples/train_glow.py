@@ -93,7 +93,10 @@ def parse_args(argv=None):
                            "tamed the spikes of a 2,000-step run but did "
                            "not help a 30-epoch one)")
   parser.add_argument("--num-levels", type=positive_int, default=2)
-  parser.add_argument("--num-steps", type=positive_int, default=8)
+  parser.add_argument("--num-steps", type=positive_int, nargs="+",
+                      default=[8],
+                      help="K, steps of flow per level: one for every "
+                           "level, or one per level, finest first")
   parser.add_argument("--hidden-channels", type=positive_int, default=64)
   parser.add_argument("--coupling", choices=["affine", "additive"],
                       default="affine")
@@ -154,7 +157,9 @@ def model_options(args):
   options = {name: defaults[name].default for name in
              ("hidden_initializer", "learned_prior", "num_classes",
               "classification_weight")}
-  options.update(num_levels=args.num_levels, num_steps=args.num_steps,
+  num_steps = (args.num_steps[0] if len(args.num_steps) == 1
+               else list(args.num_steps))
+  options.update(num_levels=args.num_levels, num_steps=num_steps,
                  hidden_channels=args.hidden_channels, seed=args.seed,
                  coupling=args.coupling,
                  hidden_initializer=args.hidden_initializer,
@@ -186,6 +191,10 @@ def train(args):
                       ("--conditional-flow", args.conditional_flow)):
     if given and not args.conditional:
       raise SystemExit(f"train_glow.py: {flag} needs --conditional")
+  if len(args.num_steps) not in (1, args.num_levels):
+    raise SystemExit(
+        f"train_glow.py: --num-steps takes one K or one per level "
+        f"(--num-levels {args.num_levels}); got {len(args.num_steps)}")
   splits = data.load_mnist(args.data_dir, args.validation_size,
                            args.test_size, args.seed, with_labels=True)
   print({name: images.shape for name, (images, _) in splits.items()})

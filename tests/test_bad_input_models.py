@@ -164,8 +164,14 @@ def test_flow_vae_constructor_names_the_bad_argument(kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(num_levels=0), "num_levels, num_steps and hidden_channels"),
-    (dict(hidden_channels=0), "num_levels, num_steps and hidden_channels"),
+    (dict(num_levels=0), "num_levels and hidden_channels"),
+    (dict(hidden_channels=0), "num_levels and hidden_channels"),
+    (dict(num_steps=0), "num_steps must be an int >= 1 or a sequence"),
+    (dict(num_steps=True), "num_steps must be an int >= 1 or a sequence"),
+    (dict(num_steps=(8,)), "sequence of num_levels = 2"),
+    (dict(num_steps=(8, 8, 8)), "sequence of num_levels = 2"),
+    (dict(num_steps=(8, 0)), "got \\(8, 0\\)"),
+    (dict(num_steps=(8, 2.5)), "num_steps must be"),
     (dict(image_shape=(30, 30, 1)), "divisible by 2\\*\\*num_levels"),
 ])
 def test_glow_constructor_names_the_bad_argument(kwargs, message):

@@ -325,6 +325,21 @@ class GlowLevel:
     return parts
 
 
+def steps_per_level_of(num_levels, num_steps):
+  """`(K_0, ..., K_{L-1})` from one `K` or a sequence of `L` of them,
+  each an int >= 1; a ValueError naming the bad value otherwise."""
+  per_level = ((num_steps,) * num_levels
+               if isinstance(num_steps, (int, np.integer)) else
+               tuple(num_steps))
+  if len(per_level) != num_levels or not all(
+      isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1
+      for k in per_level):
+    raise ValueError(
+        f"num_steps must be an int >= 1 or a sequence of num_levels = "
+        f"{num_levels} of them; got {num_steps!r}.")
+  return tuple(int(k) for k in per_level)
+
+
 class GlowArchitecture:
   """Glow's multi-scale architecture, described once: the levels, their
   shapes, steps and exits, and the layers that own the weights.
@@ -339,7 +354,8 @@ class GlowArchitecture:
   Args:
     image_shape: `(H, W, C)`, `H` and `W` divisible by `2**num_levels`.
     num_levels, num_steps, hidden_channels: `L`, `K` and the coupling
-      networks' width.
+      networks' width; `num_steps` is one `K` for every level or a sequence
+      of `L` of them, first level first.
     seed: seeds the 1x1 convolutions' initial rotations.
     dtype: the layers' Keras dtype policy (default: the global one).
     additive_coupling: additive instead of affine couplings.
@@ -362,15 +378,19 @@ class GlowArchitecture:
       raise ValueError("GlowArchitecture: conditional_flow needs "
                        "num_classes.")
     flow_classes = num_classes if conditional_flow else None
+    steps_per_level = steps_per_level_of(num_levels, num_steps)
     h, w, c = image_shape
     self.levels = []
-    for index in range(num_levels):
+    for index, level_steps in enumerate(steps_per_level):
       step_shape = (None, h // 2, w // 2, 4 * c)
       steps = []
-      for k in range(num_steps):
+      # Step k of level l has seed offset sum(K_0..K_{l-1}) + k: l * K + k
+      # for one K, as files saved before per-level depths were written.
+      first_step = sum(steps_per_level[:index])
+      for k in range(level_steps):
         step = (ActNormLayer(name=f"actnorm_{index}_{k}", dtype=dtype),
                 InvertibleConv1x1Layer(
-                    seed=seed * 1000 + index * num_steps + k,
+                    seed=seed * 1000 + first_step + k,
                     name=f"conv1x1_{index}_{k}", dtype=dtype),
                 AffineCouplingLayer(hidden_channels,
                                     additive=additive_coupling,

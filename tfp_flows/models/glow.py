@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows import export, optimizers
-from tfp_flows.layers import GlowArchitecture
+from tfp_flows.layers.glow import GlowArchitecture, steps_per_level_of
 from tfp_flows.models.base import FlowModel
 from tfp_flows.validation import check_values, checked_latents
 
@@ -107,7 +107,8 @@ class GlowModel(FlowModel):
   Args:
     image_shape: `(H, W, C)`; `H` and `W` divisible by `2**num_levels`.
     num_levels: `L`, the number of squeeze levels.
-    num_steps: `K`, steps of flow per level.
+    num_steps: `K`, steps of flow per level: one int for every level, or a
+      sequence of `L` ints, first (finest) level first.
     hidden_channels: width of each coupling network.
     seed: seeds the 1x1 convolutions' initial rotations and the
       dequantization noise (in training a function of the step, so a resumed
@@ -143,10 +144,14 @@ class GlowModel(FlowModel):
                num_classes=None, classification_weight=None,
                preprocessing="logit", conditional_flow=False, **kwargs):
     height, width, channels = (int(s) for s in image_shape)
-    if num_levels < 1 or num_steps < 1 or hidden_channels < 1:
+    if num_levels < 1 or hidden_channels < 1:
       raise ValueError(
-          f"GlowModel: num_levels, num_steps and hidden_channels must be >= 1; "
-          f"got {num_levels}, {num_steps}, {hidden_channels}.")
+          f"GlowModel: num_levels and hidden_channels must be >= 1; "
+          f"got {num_levels}, {hidden_channels}.")
+    try:
+      steps_per_level = steps_per_level_of(num_levels, num_steps)
+    except ValueError as error:
+      raise ValueError(f"GlowModel: {error}") from None
     if height % 2**num_levels or width % 2**num_levels:
       raise ValueError(
           f"GlowModel: image height and width must be divisible by "
@@ -185,7 +190,10 @@ class GlowModel(FlowModel):
     super().__init__(seed=seed, **kwargs)
     self.image_shape = (height, width, channels)
     self.num_levels = num_levels
-    self.num_steps = num_steps
+    # One int when every level has the same depth (the config of files
+    # saved before per-level depths), else the list of L depths.
+    self.num_steps = (steps_per_level[0] if len(set(steps_per_level)) == 1
+                      else list(steps_per_level))
     self.hidden_channels = hidden_channels
     self.coupling = coupling
     self.hidden_initializer = hidden_initializer
