@@ -152,6 +152,9 @@ RUNS = {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
         "num_levels": 3},
+    "prior+logit+warmup+lr2e-3+mixture10": {
+        **PLAIN, "learned_prior": True, "preprocessing": "logit",
+        "warmup_steps": 200, "learning_rate": 2e-3, "top_mixture": 10},
     "prior+recipe": {**PLAIN, "learned_prior": True, "warmup_steps": 200,
                      "ema_momentum": 0.99},
     "conditional": {**FULL, "num_classes": 10},
@@ -179,7 +182,9 @@ def run_one(name, options, steps, seed, out_dir):
   train_images, train_labels = splits["train"]
   train_images = pad(train_images)
   size = 28 + 2 * padding
-  model = GlowModel(
+  model_class = (_mixture_top_glow(options["top_mixture"])
+                 if options.get("top_mixture") else GlowModel)
+  model = model_class(
       image_shape=(size, size, 1),
       num_levels=options.get("num_levels", 2),
       seed=seed, coupling=options["coupling"],
@@ -242,6 +247,78 @@ def run_one(name, options, steps, seed, out_dir):
                             grids, ["T = 0.7", "T = 1"],
                             suptitle=f"{name}, {steps} steps")
   return result
+
+
+def _mixture_top_glow(num_components):
+  """A GlowModel whose standardized top latent has a learned Gaussian
+  mixture prior instead of N(0, I), trained by the images' likelihood
+  alone (no labels): an experiment, before any library API, on whether
+  the unimodal top prior is what the unconditional samples lack.
+
+  The top prior layer's affine standardization stays; the mixture is over
+  its output u: p(u) = sum_k pi_k N(u; m_k, diag(s_k^2)), the means
+  initialized at N(0, 0.1^2) so the components differ, the scales at 1.
+  Samples draw a component, then u = m_k + T s_k eps."""
+  import tensorflow as tf
+  import tensorflow_probability as tfp
+  from tfp_flows.models import GlowModel
+  tfd = tfp.distributions
+
+  class MixtureTopGlow(GlowModel):
+
+    def __init__(self, **kwargs):
+      super().__init__(**kwargs)
+      top = self.architecture.levels[-1].exit_size
+      self.top_size = top
+      self.mixture_logits = self.add_weight(
+          shape=(num_components,), initializer="zeros",
+          name="mixture_logits")
+      self.mixture_means = self.add_weight(
+          shape=(num_components, top),
+          initializer=keras_initializers().RandomNormal(stddev=0.1, seed=0),
+          name="mixture_means")
+      self.mixture_log_scales = self.add_weight(
+          shape=(num_components, top), initializer="zeros",
+          name="mixture_log_scales")
+
+    def _mixture(self):
+      return tfd.MixtureSameFamily(
+          tfd.Categorical(logits=self.mixture_logits.value),
+          tfd.MultivariateNormalDiag(
+              self.mixture_means.value,
+              tf.exp(self.mixture_log_scales.value)))
+
+    def _log_prob_with_noise(self, images, labels, noise):
+      x = self._dequantize(images, noise)
+      flow = self.flow_for(None)
+      latents = flow.inverse(x)
+      split, top = latents[..., :-self.top_size], latents[..., -self.top_size:]
+      base = tfd.Normal(tf.zeros([], latents.dtype),
+                        tf.ones([], latents.dtype))
+      log_prob = (tf.reduce_sum(base.log_prob(split), axis=-1)
+                  + self._mixture().log_prob(top)
+                  + flow.inverse_log_det_jacobian(x, event_ndims=3))
+      return self._nats_of_8bit(log_prob)
+
+    def sample(self, num_samples, temperature=1.0, seed=None, labels=None):
+      seed = 0 if seed is None else seed
+      split = temperature * tf.random.stateless_normal(
+          [num_samples, self.event_size - self.top_size], seed=[seed, 1])
+      components = tf.random.stateless_categorical(
+          self.mixture_logits.value[None], num_samples, seed=[seed, 2])[0]
+      eps = tf.random.stateless_normal([num_samples, self.top_size],
+                                       seed=[seed, 3])
+      top = (tf.gather(self.mixture_means.value, components)
+             + temperature * tf.exp(tf.gather(
+                 self.mixture_log_scales.value, components)) * eps)
+      return self.decode(tf.concat([split, top], axis=-1))
+
+  return MixtureTopGlow
+
+
+def keras_initializers():
+  import keras
+  return keras.initializers
 
 
 class _Cropped:
