@@ -212,7 +212,8 @@ def _flow_vae_case(policy):
 
 
 def _glow_case(policy):
-  model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
+  # A depth per level, so the matrix covers that option too.
+  model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=(2, 3),
                     hidden_channels=8, dtype=policy)
   images = _rng(11).integers(0, 256, (32, 8, 8, 1)).astype(np.uint8)
   model.initialize(images)
