@@ -155,6 +155,10 @@ RUNS = {
     "prior+logit+warmup+lr2e-3+mixture10": {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 2e-3, "top_mixture": 10},
+    "prior+logit+warmup+lr2e-3+pad32+mixture10": {
+        **PLAIN, "learned_prior": True, "preprocessing": "logit",
+        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
+        "num_levels": 3, "top_mixture": 10},
     "prior+recipe": {**PLAIN, "learned_prior": True, "warmup_steps": 200,
                      "ema_momentum": 0.99},
     "conditional": {**FULL, "num_classes": 10},
