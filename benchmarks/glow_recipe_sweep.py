@@ -263,6 +263,7 @@ def _mixture_top_glow(num_components):
   its output u: p(u) = sum_k pi_k N(u; m_k, diag(s_k^2)), the means
   initialized at N(0, 0.1^2) so the components differ, the scales at 1.
   Samples draw a component, then u = m_k + T s_k eps."""
+  import keras
   import tensorflow as tf
   import tensorflow_probability as tfp
   from tfp_flows.models import GlowModel
@@ -279,7 +280,7 @@ def _mixture_top_glow(num_components):
           name="mixture_logits")
       self.mixture_means = self.add_weight(
           shape=(num_components, top),
-          initializer=keras_initializers().RandomNormal(stddev=0.1, seed=0),
+          initializer=keras.initializers.RandomNormal(stddev=0.1, seed=0),
           name="mixture_means")
       self.mixture_log_scales = self.add_weight(
           shape=(num_components, top), initializer="zeros",
@@ -318,11 +319,6 @@ def _mixture_top_glow(num_components):
       return self.decode(tf.concat([split, top], axis=-1))
 
   return MixtureTopGlow
-
-
-def keras_initializers():
-  import keras
-  return keras.initializers
 
 
 class _Cropped:
