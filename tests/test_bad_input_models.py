@@ -168,11 +168,15 @@ def test_flow_vae_constructor_names_the_bad_argument(kwargs, message):
     (dict(hidden_channels=0), "num_levels and hidden_channels"),
     (dict(num_steps=0), "num_steps must be an int >= 1 or a sequence"),
     (dict(num_steps=True), "num_steps must be an int >= 1 or a sequence"),
-    (dict(num_steps=(8,)), "sequence of num_levels = 2"),
-    (dict(num_steps=(8, 8, 8)), "sequence of num_levels = 2"),
+    (dict(num_levels=2, num_steps=(8,)), "sequence of num_levels = 2"),
+    (dict(num_levels=2, num_steps=(8, 8, 8)), "sequence of num_levels = 2"),
     (dict(num_steps=(8, 0)), "got \\(8, 0\\)"),
     (dict(num_steps=(8, 2.5)), "num_steps must be"),
-    (dict(image_shape=(30, 30, 1)), "divisible by 2\\*\\*num_levels"),
+    (dict(image_shape=(30, 30, 1), padding=0),
+     "divisible by 2\\*\\*num_levels"),
+    (dict(image_shape=(27, 27, 1)), "no border does that"),
+    (dict(padding=-2), "padding must be an int >= 0 or None"),
+    (dict(top_mixture_components=2.5), "top_mixture_components must be"),
 ])
 def test_glow_constructor_names_the_bad_argument(kwargs, message):
   with pytest.raises(ValueError, match=message):

@@ -26,8 +26,10 @@ SCRIPT = textwrap.dedent("""
     images = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
     # Replicas see different halves; their statistics differ a lot.
     images[32:] //= 4
+    # With a zero border and a top mixture: their weights (the mixture's
+    # means start random) must be identical on both replicas as well.
     kwargs = dict(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
-                  hidden_channels=8)
+                  hidden_channels=8, padding=2, top_mixture_components=3)
 
     reference = GlowModel(**kwargs)
     reference.initialize(images)

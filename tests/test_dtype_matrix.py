@@ -212,15 +212,18 @@ def _flow_vae_case(policy):
 
 
 def _glow_case(policy):
-  # A depth per level, so the matrix covers that option too.
+  # A depth per level, a zero border and a top mixture, so the matrix
+  # covers those options too.
   model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=(2, 3),
-                    hidden_channels=8, dtype=policy)
+                    hidden_channels=8, padding=2, top_mixture_components=3,
+                    dtype=policy)
   images = _rng(11).integers(0, 256, (32, 8, 8, 1)).astype(np.uint8)
   model.initialize(images)
+  framed = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
 
-  def likelihood(model):  # log q of the bin-centred images
+  def likelihood(model):  # log q of the bin-centred images in their frame
     return model.distribution.log_prob(
-        tf.constant((images + 0.5) / 256., model.likelihood_dtype))
+        tf.constant((framed + 0.5) / 256., model.likelihood_dtype))
   return model, images, likelihood
 
 

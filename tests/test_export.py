@@ -117,12 +117,16 @@ def _assert_clear_error(message, *words):
     assert word in message, message[-2000:]
 
 
-@pytest.fixture(scope="module")
-def glow_and_images():
+@pytest.fixture(scope="module", params=["unpadded", "padded_mixture"])
+def glow_and_images(request):
   rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, size=(6, 16, 16, 1)).astype(np.uint8)
-  model = GlowModel(image_shape=(16, 16, 1), num_levels=2, num_steps=2,
-                    hidden_channels=8)
+  # 14 x 14 digits in a 16 x 16 frame, with a top mixture: the signatures
+  # take and give 14 x 14 images, and latents of the frame's 256.
+  size, options = ((16, {}) if request.param == "unpadded" else
+                   (14, {"padding": 1, "top_mixture_components": 3}))
+  images = rng.integers(0, 256, size=(6, size, size, 1)).astype(np.uint8)
+  model = GlowModel(image_shape=(size, size, 1), num_levels=2, num_steps=2,
+                    hidden_channels=8, **options)
   model.initialize(images)
   # Non-trivial couplings (their last layers start at zero).
   for variable in model.trainable_variables:
@@ -142,7 +146,7 @@ def test_glow_export_serves_every_signature_without_tfp(glow_and_images,
             "num_samples": np.int32(3), "temperature": np.float32(0.),
             "images_float": images.astype(np.float32),
             "images_wrong_size": np.zeros((2, 8, 8, 1), np.uint8),
-            "images_wrong_rank": np.zeros((16, 16, 1), np.uint8),
+            "images_wrong_rank": np.zeros(images.shape[1:], np.uint8),
             "latents_wrong_size": np.zeros((2, 7), np.float32),
             "negative": np.int32(-1)}
   requests = {
@@ -172,14 +176,23 @@ def test_glow_export_serves_every_signature_without_tfp(glow_and_images,
   np.testing.assert_allclose(served["encode/latents"], latents, atol=1e-5)
   assert served["decode/images"].dtype == np.uint8
   np.testing.assert_array_equal(served["decode/images"], images)
-  # Temperature 0 samples the latent origin: deterministic.
-  origin = model.decode(np.zeros((3, model.event_size), np.float32)).numpy()
-  np.testing.assert_array_equal(served["sample/images"], origin)
+  # Temperature 0 samples the latent origin (with a top mixture: the
+  # origin of the exits and a component's mean at the top).
+  top = model.top_mixture.event_size if model.top_mixture else 0
+  origins = [np.zeros((1, model.event_size), np.float32)]
+  if top:
+    origins = [np.concatenate([origins[0][:, :-top], mean[None]], 1)
+               for mean in model.top_mixture.means.numpy()]
+  decoded = [model.decode(origin).numpy()[0] for origin in origins]
+  assert served["sample/images"].shape == (3, *images.shape[1:])
+  for image in served["sample/images"]:
+    assert any(np.array_equal(image, d) for d in decoded)
 
   errors = report["errors"]
+  shape = ", ".join(map(str, images.shape[1:]))
   _assert_clear_error(errors["dtype"], "uint8")
-  _assert_clear_error(errors["size"], "images must have shape [N, 16, 16, 1]")
-  _assert_clear_error(errors["rank"], "images must have shape [N, 16, 16, 1]")
+  _assert_clear_error(errors["size"], f"images must have shape [N, {shape}]")
+  _assert_clear_error(errors["rank"], f"images must have shape [N, {shape}]")
   _assert_clear_error(errors["latents"], "latents must have shape [N, 256]")
   _assert_clear_error(errors["negative"], "num_samples must be >= 0")
 
@@ -188,7 +201,7 @@ def test_glow_export_serves_every_signature_without_tfp(glow_and_images,
                     "decode"):
     assert f"signature_def['{signature}']" in shown
   for text in ("inputs['images'] tensor_info:", "dtype: DT_UINT8",
-               "shape: (-1, 16, 16, 1)", "outputs['bits_per_dim']",
+               f"shape: (-1, {shape})", "outputs['bits_per_dim']",
                "inputs['num_samples']", "inputs['temperature']",
                "outputs['latents']"):
     assert text in shown, text
@@ -301,6 +314,7 @@ def test_flow_vae_export_serves_every_signature_without_tfp(tmp_path):
 
 
 @pytest.mark.slow  # three Glow exports
+@pytest.mark.parametrize("glow_and_images", ["unpadded"], indirect=True)
 def test_versions_count_up_and_are_never_overwritten(glow_and_images,
                                                      tmp_path):
   model, _ = glow_and_images

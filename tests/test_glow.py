@@ -49,6 +49,10 @@ OPTIONS = {
     "conditional_flow": dict(num_classes=3, classification_weight=0.1,
                              conditional_flow=True),
     "logit": dict(preprocessing="logit"),
+    # A zero border of 2 (4 x 4 -> 8 x 8, 8 x 8 -> 12 x 12): the flow is
+    # over the padded images.
+    "padded": dict(padding=2),
+    "top_mixture": dict(top_mixture_components=3),
 }
 
 
@@ -60,12 +64,13 @@ def _labels_for(model, n, seed=0):
 
 def test_images_to_latents_to_images_round_trip(shared_data_dir):
   images = _digits(shared_data_dir, 16)
+  # The default architecture: 3 levels on the digits in a 32 x 32 frame.
   model = _perturbed(GlowModel(num_steps=2, hidden_channels=16), images)
   latents = model.encode(images)
-  assert latents.shape == (16, 784)
+  assert latents.shape == (16, 32 * 32)
   np.testing.assert_array_equal(model.decode(latents).numpy(), images)
   # In float, through the bijector itself (and not TFP's cache).
-  x = tf.random.uniform([4, 28, 28, 1], seed=1)
+  x = tf.random.uniform([4, 32, 32, 1], seed=1)
   x_again = model.flow.forward(tf.identity(model.flow.inverse(x)))
   np.testing.assert_allclose(x_again.numpy(), x.numpy(), atol=1e-4)
 
@@ -84,12 +89,14 @@ def test_log_det_equals_autodiff_jacobian_of_a_small_glow(options):
   labels = _labels_for(model, 3)
   _perturbed(model, images if labels is None else
              (images, _labels_for(model, 32)), scale=0.15)
-  x = tf.constant(rng.uniform(size=(3, 4, 4, 1)))
+  # The flow's own input: padded images with `padding`.
+  x = tf.constant(rng.uniform(size=(3, *model.flow_image_shape)))
   flow = model.flow_for(labels)
   with tf.GradientTape() as tape:
     tape.watch(x)
     latents = flow.inverse(x)
-  jacobian = tape.batch_jacobian(latents, x).numpy().reshape(3, 16, 16)
+  size = model.event_size
+  jacobian = tape.batch_jacobian(latents, x).numpy().reshape(3, size, size)
   assert np.linalg.cond(jacobian).max() < 1e6  # a trustworthy reference
   _, autodiff = np.linalg.slogdet(jacobian)
   ildj = flow.inverse_log_det_jacobian(tf.identity(x), event_ndims=3).numpy()
@@ -183,7 +190,8 @@ PRIOR_WEIGHTS = {"plain": 0, "learned_prior": 2 + 1, "additive": 2 + 1,
                  "conditional": 2 + 1 + 3, "logit": 2 + 1,
                  # + the split prior's per-class offset, and a per-class
                  # vector in each of the 2 x 3 coupling networks.
-                 "conditional_flow": 2 + 1 + 3 + 1 + 2 * 3}
+                 "conditional_flow": 2 + 1 + 3 + 1 + 2 * 3,
+                 "padded": 2 + 1, "top_mixture": 2 + 1}
 
 
 @pytest.mark.parametrize("name", OPTIONS)
@@ -194,12 +202,15 @@ def test_trainable_variables_cover_every_flow_parameter(name):
   labels = _labels_for(model, 8)
   batch = images if labels is None else (images, labels)
   model.initialize(batch)
-  # Per step: ActNorm 2, 1x1 conv 3 (L, U, log|diag|), coupling 3 convs x 2.
+  # Per step: ActNorm 2, 1x1 conv 3 (L, U, log|diag|), coupling 3 convs x 2;
+  # a top mixture's logits, means and log standard deviations.
   assert len(model.trainable_variables) == (
-      2 * 3 * (2 + 3 + 6) + PRIOR_WEIGHTS[name])
+      2 * 3 * (2 + 3 + 6) + PRIOR_WEIGHTS[name]
+      + (3 if model.top_mixture else 0))
   with tf.GradientTape() as tape:
     loss, _ = model.objective(model.check_batch(batch),
-                              tf.fill(images.shape, 0.5), training=True)
+                              tf.fill([8, *model.flow_image_shape], 0.5),
+                              training=True)
   gradients = tape.gradient(loss, model.trainable_variables)
   assert all(g is not None for g in gradients)
 
@@ -248,8 +259,9 @@ def test_short_fit_on_real_digits_lowers_bits_per_dim(shared_data_dir):
 
 
 def test_sampling_at_temperature_zero_decodes_the_zero_latent():
+  # N(0, I) latents (a top mixture's T = 0 is its means: test_glow_options).
   model = GlowModel(image_shape=(8, 8, 1), num_levels=2, num_steps=2,
-                    hidden_channels=8)
+                    hidden_channels=8, top_mixture_components=0)
   _perturbed(model, np.random.default_rng(4).integers(0, 256, (16, 8, 8, 1),
                                                       np.uint8))
   samples = model.sample(3, temperature=0., seed=5).numpy()
@@ -266,18 +278,49 @@ def test_bits_per_dim_is_nats_over_d_log_2():
 
 
 def test_constructor_rejects_shapes_the_squeezes_cannot_halve():
-  with pytest.raises(ValueError, match="divisible"):
-    GlowModel(image_shape=(28, 28, 1), num_levels=3)
+  with pytest.raises(ValueError, match=r"divisible by 2\*\*num_levels = 8 "
+                                       r"after padding; .*padding=0"):
+    GlowModel(image_shape=(28, 28, 1), num_levels=3, padding=0)
+  with pytest.raises(ValueError, match="no border does that"):
+    GlowModel(image_shape=(27, 27, 1), num_levels=1)
   with pytest.raises(ValueError, match="shape"):
     GlowModel(image_shape=(8, 8, 1), num_levels=1, num_steps=1,
               hidden_channels=4).log_prob(np.zeros((2, 8, 8), np.uint8))
+
+
+def test_the_default_distribution_samples_and_scores_through_tfp(
+    shared_data_dir):
+  """At the defaults the base is TFP's `Blockwise` of N(0, I) for the split
+  exits and the top mixture, and the flow is of the 32 x 32 frame: TFP's
+  sample-and-log-prob agrees with `log_prob` through the inverse (the
+  cache defeated by `tf.identity`), and with the model's `log_prob` of
+  the digits, whose frame is zero."""
+  images = _digits(shared_data_dir, 8)
+  model = _perturbed(GlowModel(num_steps=1, hidden_channels=8), images)
+  assert isinstance(model.base_distribution(), tfd.Blockwise)
+  distribution = model.distribution
+  samples, log_prob = distribution.experimental_sample_and_log_prob(
+      3, seed=tfp.random.sanitize_seed(2))
+  assert samples.shape == (3, 32, 32, 1)
+  np.testing.assert_allclose(
+      distribution.log_prob(tf.identity(samples)).numpy(), log_prob.numpy(),
+      rtol=1e-4, atol=1e-2)
+  noise = tf.random.stateless_uniform([8, 32, 32, 1], seed=[0, 0])
+  framed = tf.pad(tf.cast(images, tf.float32), [[0, 0], [2, 2], [2, 2],
+                                                [0, 0]])
+  np.testing.assert_allclose(
+      distribution.log_prob((framed + noise) / 256.).numpy()
+      - 1024 * np.log(256.), model.log_prob(images).numpy(), rtol=1e-6)
 
 
 def test_trained_flow_works_in_user_built_tfp_objects(shared_data_dir):
   """`model.flow` is an ordinary bijector: a user's own base distribution,
   `tfb.Chain` and `tfb.Invert` around it give the model's numbers."""
   images = _digits(shared_data_dir, 8)
-  model = _perturbed(GlowModel(num_steps=2, hidden_channels=16), images)
+  # Two levels, no border, standard normal latents: the flow is of the
+  # 784 pixels and the model's base is N(0, I), which the user rebuilds.
+  model = _perturbed(GlowModel(num_levels=2, top_mixture_components=0,
+                               num_steps=2, hidden_channels=16), images)
   flow = model.flow
   base = tfd.Sample(tfd.Normal(0., 1.), sample_shape=[784])
   user_made = tfd.TransformedDistribution(base, flow)

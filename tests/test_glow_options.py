@@ -36,21 +36,45 @@ def test_encode_decode_round_trip_is_exact_on_8bit_images(name):
   np.testing.assert_array_equal(model.decode(latents, labels).numpy(), images)
 
 
+def _padded(model, images):
+  border = (model.padding,) * 2
+  return np.pad(images, ((0, 0), border, border, (0, 0)))
+
+
+def _standard_normal_log_prob(z):
+  return -0.5 * np.sum(z**2, -1) - 0.5 * z.shape[-1] * np.log(2 * np.pi)
+
+
 @pytest.mark.parametrize("name", OPTIONS)
-def test_log_prob_is_the_distribution_of_the_standard_normal_base(name):
-  """`log_prob` (through `distribution_for`) equals N(0, I) of `encode`'s
-  latents plus the flow's log-det, computed here by hand: the learned
-  priors are inside the flow, the base stays standard normal."""
+def test_log_prob_is_the_base_density_of_the_latents_plus_the_log_det(name):
+  """`distribution_for(labels).log_prob` equals the base density of
+  `encode`'s latents plus the flow's log-det, computed here by hand: the
+  learned priors are inside the flow and every latent is standard normal,
+  except with a top mixture, whose top latents' density is the mixture's,
+  by numpy (log-sum-exp over the components) from the layer's weights."""
   model, images, labels = _model(name)
-  x = tf.constant((images + 0.5) / 256., tf.float32)
+  x = tf.constant((_padded(model, images) + 0.5) / 256., tf.float32)
   flow = model.flow_for(labels)
   latents = flow.inverse(x)
-  by_hand = (-0.5 * tf.reduce_sum(latents**2, -1) - 0.5 * model.event_size
-             * np.log(2 * np.pi)
-             + flow.inverse_log_det_jacobian(tf.identity(x), event_ndims=3))
+  z = latents.numpy().astype(np.float64)
+  top = model.top_mixture.event_size if model.top_mixture else 0
+  base = _standard_normal_log_prob(z[:, :z.shape[1] - top])
+  if top:
+    logits, means, log_stds = (w.numpy().astype(np.float64) for w in (
+        model.top_mixture.logits, model.top_mixture.means,
+        model.top_mixture.log_stds))
+    standardized = (z[:, None, -top:] - means) / np.exp(log_stds)
+    per_component = (logits - np.logaddexp.reduce(logits)
+                     + _standard_normal_log_prob(standardized)
+                     - log_stds.sum(-1))
+    base += np.logaddexp.reduce(per_component, axis=1)
+  by_hand = base + flow.inverse_log_det_jacobian(
+      tf.identity(x), event_ndims=3).numpy()
+  # Absolute as well as relative: a sum of O(100) float32 terms (errors
+  # up to 5e-5 nats) can itself be near 0.
   np.testing.assert_allclose(
-      model.distribution_for(labels).log_prob(x).numpy(), by_hand.numpy(),
-      rtol=1e-5)
+      model.distribution_for(labels).log_prob(x).numpy(), by_hand,
+      rtol=1e-5, atol=5e-4)
   np.testing.assert_allclose(model.encode(images, labels).numpy(),
                              latents.numpy(), atol=1e-5)
 
@@ -62,7 +86,7 @@ def test_save_and_load_keep_every_option_and_the_log_prob(name, tmp_path):
   restored = keras.models.load_model(tmp_path / "glow.keras")
   for option in ("coupling", "hidden_initializer", "learned_prior",
                  "num_classes", "classification_weight", "preprocessing",
-                 "conditional_flow"):
+                 "conditional_flow", "padding", "top_mixture_components"):
     assert getattr(restored, option) == getattr(model, option)
   np.testing.assert_array_equal(restored.log_prob(images, labels).numpy(),
                                 model.log_prob(images, labels).numpy())
@@ -208,6 +232,15 @@ def test_unconditional_glow_refuses_labels():
     (dict(classification_weight=0.1), r"> 0 only with num_classes"),
     (dict(num_classes=10, classification_weight=-1.), r"must be >= 0"),
     (dict(conditional_flow=True), r"conditional_flow .* needs num_classes"),
+    (dict(padding=-1), r"padding must be an int >= 0 or None; got -1"),
+    (dict(padding=1.5), r"padding must be an int >= 0 or None; got 1.5"),
+    (dict(padding=True), r"padding must be an int >= 0 or None; got True"),
+    (dict(padding=1), r"divisible by 2\*\*num_levels = 4 after padding"),
+    (dict(top_mixture_components=-1), r"top_mixture_components must be an "
+                                      r"int >= 0 or None; got -1"),
+    (dict(top_mixture_components=True), r"top_mixture_components must be"),
+    (dict(top_mixture_components=2, num_classes=3),
+     r"already one component per class"),
 ])
 def test_constructor_rejects_inconsistent_options(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -274,6 +307,114 @@ def test_classification_weight_defaults_to_openai_glows_on_our_scale():
   config = conditional.get_config()
   config["classification_weight"] = 0.
   assert GlowModel.from_config(config).classification_weight == 0.
+
+
+# Padding and the top mixture --------------------------------------------------
+
+
+def _padded_and_framed(**kwargs):
+  """A Glow of 8 x 8 images with a zero border of 2, and one built for the
+  12 x 12 frame itself, with the same (perturbed) weights."""
+  padded = GlowModel(**SMALL, padding=2, **kwargs)
+  _perturbed(padded, _images(16), 0.1)
+  framed = GlowModel(**{**SMALL, "image_shape": (12, 12, 1)}, padding=0,
+                     **kwargs)
+  framed.set_weights(padded.get_weights())
+  return padded, framed
+
+
+@pytest.mark.parametrize("top_mixture_components", [None, 3])
+def test_a_padded_glow_is_the_glow_of_the_zero_bordered_images(
+    top_mixture_components):
+  """Padding is exactly a Glow of the images in a zero frame: the frame's
+  model gives the padded model's log-likelihood, latents and (cropped)
+  samples; only bits/dim differ, over the images' 64 dimensions, not the
+  frame's 144 (an upper bound on the images' own cost)."""
+  padded, framed = _padded_and_framed(
+      top_mixture_components=top_mixture_components)
+  images = _images(6, seed=3)
+  framed_images = _padded(padded, images)
+  assert padded.flow_image_shape == (12, 12, 1) and padded.event_size == 144
+  assert padded.image_dims == 64
+  log_prob = padded.log_prob(images).numpy()
+  np.testing.assert_array_equal(log_prob, framed.log_prob(framed_images))
+  np.testing.assert_allclose(
+      padded.bits_per_dim(log_prob),
+      framed.bits_per_dim(log_prob) * 144 / 64, rtol=1e-6)
+  latents = padded.encode(images)
+  np.testing.assert_array_equal(latents, framed.encode(framed_images))
+  np.testing.assert_array_equal(padded.decode(latents), images)
+  samples = padded.sample(5, 0.7, seed=4).numpy()
+  assert samples.shape == (5, 8, 8, 1)
+  np.testing.assert_array_equal(
+      samples, framed.sample(5, 0.7, seed=4).numpy()[:, 2:10, 2:10])
+  # The flow and the distribution are over the frame.
+  assert padded.distribution.sample(2, seed=[1, 2]).shape == (2, 12, 12, 1)
+
+
+def test_padding_none_picks_the_least_border_the_levels_need():
+  assert GlowModel(num_levels=3, num_steps=1, hidden_channels=4).padding == 2
+  assert GlowModel(num_levels=2, num_steps=1, hidden_channels=4).padding == 0
+  assert GlowModel(image_shape=(26, 26, 1), num_levels=3, num_steps=1,
+                   hidden_channels=4).flow_image_shape == (32, 32, 1)
+
+
+def test_a_padded_glow_trains_and_scores_its_digits_not_the_frame():
+  model = GlowModel(**SMALL, padding=2)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  history = model.fit(data.image_dataset(_images(64), 16), epochs=2,
+                      verbose=0)
+  assert np.all(np.isfinite(history.history["loss"]))
+  # The logged bits/dim is the loss (nats per image) over the images' D.
+  np.testing.assert_allclose(history.history["bits_per_dim"],
+                             np.array(history.history["loss"])
+                             / (64 * np.log(2.)), rtol=1e-5)
+
+
+def test_top_mixture_samples_follow_the_mixture_at_temperature_one():
+  model = GlowModel(**SMALL, top_mixture_components=3)
+  mixture = model.top_mixture
+  rng = np.random.default_rng(5)
+  mixture.logits.assign([0., 1., -1.])
+  mixture.means.assign(rng.normal(size=mixture.means.shape) * 2.)
+  mixture.log_stds.assign(rng.normal(size=mixture.log_stds.shape) * 0.3)
+  draws = mixture.sample(40000, 1., seed=tf.constant([3, 4], tf.int64))
+  distribution = mixture.distribution()
+  mean, std = distribution.mean().numpy(), distribution.stddev().numpy()
+  # Within 5 standard errors, every coordinate.
+  np.testing.assert_array_less(np.abs(draws.numpy().mean(0) - mean),
+                               5 * std / np.sqrt(40000))
+  np.testing.assert_allclose(draws.numpy().std(0), std, rtol=0.03)
+  # The samples' density under the mixture is the mixture's entropy's.
+  entropy = -np.mean(distribution.log_prob(draws).numpy())
+  assert np.isfinite(entropy)
+  # Temperature 0: every draw is one of the component means.
+  zero = mixture.sample(50, 0., seed=tf.constant([3, 5], tf.int64)).numpy()
+  distances = np.abs(zero[:, None] - mixture.means.numpy()[None]).max(-1)
+  np.testing.assert_array_equal(distances.min(1), 0.)
+  assert len(set(distances.argmin(1))) == 3  # all components drawn
+
+
+def test_top_mixture_sample_at_temperature_zero_decodes_component_means():
+  model = GlowModel(**SMALL, top_mixture_components=2)
+  _perturbed(model, _images(16), 0.1)
+  top = model.top_mixture.event_size
+  means = model.top_mixture.means.numpy()
+  decoded = [model.decode(np.concatenate(
+      [np.zeros((1, model.event_size - top), np.float32), mean[None]], 1))
+             .numpy() for mean in means]
+  assert not np.array_equal(*decoded)
+  for sample in model.sample(6, 0., seed=1).numpy():
+    assert any(np.array_equal(sample, d[0]) for d in decoded)
+  # A seed gives the same samples again; the mixture layer draws with it.
+  np.testing.assert_array_equal(model.sample(4, 0.7, seed=2),
+                                model.sample(4, 0.7, seed=2))
+  # `sample` decodes `sample_latents`, which users (and the overflow
+  # benchmark) can take apart.
+  latents = model.sample_latents(4, 0.7, seed=2)
+  assert latents.shape == (4, model.event_size)
+  np.testing.assert_array_equal(model.decode(latents),
+                                model.sample(4, 0.7, seed=2))
 
 
 # The training recipe ---------------------------------------------------------

@@ -20,10 +20,11 @@ from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
                                  SplitPrior, channels_first_flatten, squeeze)
 
 tfb = tfp.bijectors
+tfd = tfp.distributions
 
-__all__ = ["ActNormLayer", "AffineCouplingLayer", "GlowArchitecture",
-           "GlowLevel", "InvertibleConv1x1Layer", "SplitPriorLayer",
-           "TopPriorLayer"]
+__all__ = ["ActNormLayer", "AffineCouplingLayer", "GaussianMixtureLayer",
+           "GlowArchitecture", "GlowLevel", "InvertibleConv1x1Layer",
+           "SplitPriorLayer", "TopPriorLayer"]
 
 
 class ActNormLayer(keras.layers.Layer):
@@ -274,6 +275,79 @@ class TopPriorLayer(keras.layers.Layer):
     pooled = tf.reduce_mean(x, axis=[-3, -2])
     return tf.matmul(pooled, self.classifier_kernel.value) + (
         self.classifier_bias.value)
+
+
+class GaussianMixtureLayer(keras.layers.Layer):
+  """Owns a learned mixture of `num_components` diagonal Gaussians over
+  vectors `[event_size]`; `distribution(dtype)` builds it as TFP's
+  `tfd.MixtureSameFamily(tfd.Categorical, tfd.MultivariateNormalDiag)`.
+
+  It is not a map, so it lives in the base distribution, not in the flow:
+  `GlowModel(top_mixture_components=M)` makes it the base of the top
+  level's (standardized) latent, a multimodal top prior learned from the
+  images alone. Weights: mixture logits `[M]` (zeros: equal weights), means
+  `[M, event_size]` (`N(0, 0.1^2)`, seeded, so the components start apart
+  but near the standard normal) and log standard deviations `[M,
+  event_size]` (zeros).
+
+  `sample(n, temperature, seed)` draws a component per sample, then its
+  mean plus `temperature` times its standard deviation times `N(0, I)`:
+  the temperature narrows each component, not the spread of the means,
+  so `temperature = 0` gives the component means.
+  """
+
+  def __init__(self, num_components, event_size, seed=0, **kwargs):
+    super().__init__(**kwargs)
+    if isinstance(num_components, bool) or int(num_components) != (
+        num_components) or num_components < 1:
+      raise ValueError(f"GaussianMixtureLayer: num_components must be an "
+                       f"int >= 1; got {num_components!r}.")
+    self.num_components = int(num_components)
+    self.event_size = int(event_size)
+    self.seed = seed
+    self.logits = self.add_weight(shape=(self.num_components,),
+                                  initializer="zeros", name="logits")
+    self.means = self.add_weight(
+        shape=(self.num_components, self.event_size),
+        initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+        name="means")
+    self.log_stds = self.add_weight(
+        shape=(self.num_components, self.event_size), initializer="zeros",
+        name="log_stds")
+    self.built = True
+
+  def get_config(self):
+    return {**super().get_config(), "num_components": self.num_components,
+            "event_size": self.event_size, "seed": self.seed}
+
+  def _parameters(self, dtype):
+    return (tf.cast(self.logits.value, dtype),
+            tf.cast(self.means.value, dtype),
+            tf.cast(self.log_stds.value, dtype))
+
+  def distribution(self, dtype="float32"):
+    """The mixture, event shape `[event_size]`, in `dtype`."""
+    logits, means, log_stds = self._parameters(dtype)
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=logits),
+        tfd.MultivariateNormalDiag(means, tf.exp(log_stds)),
+        name="gaussian_mixture")
+
+  def sample(self, num_samples, temperature=1., seed=None, dtype="float32"):
+    """`[num_samples, event_size]` draws at `temperature` (see the class
+    docstring), from the stateless `seed` `[2]` if given."""
+    logits, means, log_stds = self._parameters(dtype)
+    if seed is None:
+      components = tf.random.categorical(logits[None], num_samples)[0]
+      noise = tf.random.normal([num_samples, self.event_size], dtype=dtype)
+    else:
+      seeds = tf.random.experimental.stateless_split(seed, 2)
+      components = tf.random.stateless_categorical(
+          logits[None], num_samples, seed=seeds[0])[0]
+      noise = tf.random.stateless_normal([num_samples, self.event_size],
+                                         seed=seeds[1], dtype=dtype)
+    return (tf.gather(means, components) + tf.cast(temperature, dtype)
+            * tf.exp(tf.gather(log_stds, components)) * noise)
 
 
 @dataclasses.dataclass(frozen=True)
