@@ -12,13 +12,16 @@ warm-up steps (tracing, first allocations) are excluded. Reports medians.
     python benchmarks/bench_glow.py --peer defaults
 
 `--peer defaults` compares the plain GlowModel above with GlowModel at its
-defaults (learned priors, logit preprocessing) compiled with its default
-recipe (`compile()`: Adam after a warm-up): what the quality options cost
-per step. `--peer-hidden-channels` and `--peer-num-steps` change that
-peer's width and depth (both sides keep the defaults' options otherwise
-plain), to price a wider or deeper default:
+defaults (learned priors, logit preprocessing, three levels on the digits
+zero-padded to 32 x 32, a 10-component top mixture) compiled with its
+default recipe (`compile()`: Adam after a warm-up): what the quality
+options cost per step. `--peer-hidden-channels`, `--peer-num-steps` and
+`--peer-num-levels` change that peer's width, depth and levels (its other
+options stay the defaults), to price a wider or deeper default, or the
+defaults at the plain model's L = 2:
 
     python benchmarks/bench_glow.py --peer defaults --peer-hidden-channels 128
+    python benchmarks/bench_glow.py --peer defaults --peer-num-levels 2
 
 The last line is JSON: img_per_s, peer_img_per_s, ratio (median of the
 per-round ratios), peak_rss_mb, peer_peak_rss_mb.
@@ -55,14 +58,18 @@ def _peak_rss_mb():
 
 
 def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
-             hidden_channels=64, num_steps=8):
+             hidden_channels=64, num_steps=8, num_levels=None):
   import keras
   from tfp_flows import data
   from tfp_flows.models import PLAIN_GLOW, GlowModel
 
   images = _images(batch_size * 50)
-  model = GlowModel(image_shape=(28, 28, 1), num_levels=2,
-                    num_steps=num_steps, hidden_channels=hidden_channels,
+  # The plain model is the peer comparisons' L = 2; the defaults' L is
+  # GlowModel's unless given.
+  levels = {} if defaults and num_levels is None else {
+      "num_levels": num_levels or 2}
+  model = GlowModel(image_shape=(28, 28, 1), num_steps=num_steps,
+                    hidden_channels=hidden_channels, **levels,
                     **({} if defaults else PLAIN_GLOW))
   model.compile(optimizer=None if defaults else keras.optimizers.Adam(1e-3),
                 jit_compile=jit_compile)
@@ -123,7 +130,8 @@ def worker(args):
     img_per_s = run_ours(args.batch_size, args.warmup, args.steps, args.jit,
                          defaults=args.worker == "defaults",
                          **({"hidden_channels": args.peer_hidden_channels,
-                             "num_steps": args.peer_num_steps}
+                             "num_steps": args.peer_num_steps,
+                             "num_levels": args.peer_num_levels}
                             if args.worker == "defaults" else {}))
   else:
     img_per_s = run_tfp(args.batch_size, args.warmup, args.steps)
@@ -136,7 +144,9 @@ def measure(which, args):
              "--steps", str(args.steps),
              "--peer-hidden-channels", str(args.peer_hidden_channels),
              "--peer-num-steps", str(args.peer_num_steps)] + (
-                 ["--jit"] if args.jit else [])
+                 ["--jit"] if args.jit else []) + (
+                 ["--peer-num-levels", str(args.peer_num_levels)]
+                 if args.peer_num_levels else [])
   result = subprocess.run(command, capture_output=True, text=True, check=False)
   if result.returncode != 0:
     raise RuntimeError(f"{which} worker failed:\n{result.stderr[-3000:]}")
@@ -157,6 +167,9 @@ def main():
                       help="the defaults peer's coupling-network width")
   parser.add_argument("--peer-num-steps", type=int, default=8,
                       help="the defaults peer's steps per level (K)")
+  parser.add_argument("--peer-num-levels", type=int, default=None,
+                      help="the defaults peer's levels (L; default: "
+                           "GlowModel's)")
   parser.add_argument("--worker", choices=["ours", "tfp", "defaults"],
                       help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -185,6 +198,7 @@ def main():
       "peer": args.peer, "rounds": args.rounds,
       "peer_hidden_channels": args.peer_hidden_channels,
       "peer_num_steps": args.peer_num_steps,
+      "peer_num_levels": args.peer_num_levels,
       "batch_size": args.batch_size,
       "jit_compile": args.jit,
   }))

@@ -159,6 +159,15 @@ RUNS = {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
         "num_levels": 3, "top_mixture": 10},
+    # The conditional default on the unconditional default's architecture
+    # (third level, digits padded to 32 x 32; no mixture: the label's top
+    # prior has a component per class), openai/glow's weight_y on the
+    # padded D.
+    "conditional+logit+warmup+ycond+lr2e-3+pad32": {
+        **PLAIN, "learned_prior": True, "preprocessing": "logit",
+        "warmup_steps": 200, "num_classes": 10,
+        "classification_weight": 0.01 * 32 * 32, "learning_rate": 2e-3,
+        "image_size": 32, "num_levels": 3},
     "prior+recipe": {**PLAIN, "learned_prior": True, "warmup_steps": 200,
                      "ema_momentum": 0.99},
     "conditional": {**FULL, "num_classes": 10},
@@ -176,20 +185,15 @@ def run_one(name, options, steps, seed, out_dir):
   keras.utils.set_random_seed(seed)
   splits = sample_quality.labelled_splits()
   conditional = options["num_classes"] is not None
-  # openai/glow's MNIST setting: zero-pad to 32 x 32 for a third level.
-  # The model is then a density of padded digits; the digits' own bits/dim
-  # is bounded by it, since P(x) >= P(x, padding = 0): report
-  # -log P(padded) / (784 ln 2).
+  # openai/glow's MNIST setting: zero-pad to 32 x 32 for a third level
+  # (GlowModel's `padding`; its bits/dim are the digits' upper bound,
+  # -log P(x, border = 0) / (784 ln 2)).
   padding = (options.get("image_size", 28) - 28) // 2
-  pad = lambda images: np.pad(
-      images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   train_images, train_labels = splits["train"]
-  train_images = pad(train_images)
-  size = 28 + 2 * padding
-  model_class = (_mixture_top_glow(options["top_mixture"])
-                 if options.get("top_mixture") else GlowModel)
-  model = model_class(
-      image_shape=(size, size, 1),
+  model = GlowModel(
+      image_shape=(28, 28, 1), padding=padding,
+      # 0: N(0, I); runs without the option predate it.
+      top_mixture_components=options.get("top_mixture", 0),
       num_levels=options.get("num_levels", 2),
       seed=seed, coupling=options["coupling"],
       # Older results.jsonl lines predate the architecture options.
@@ -222,7 +226,6 @@ def run_one(name, options, steps, seed, out_dir):
             callbacks=[Curve()])
   seconds = time.perf_counter() - start
   validation_images, validation_labels = splits["validation"]
-  validation_images = pad(validation_images)
   log_prob = np.concatenate([
       model.log_prob(validation_images[i:i + 250],
                      validation_labels[i:i + 250] if conditional else None
@@ -242,97 +245,14 @@ def run_one(name, options, steps, seed, out_dir):
             for i in range(0, 1000, 250)]) / (28 * 28 * np.log(2.))))
   if padding:
     result["validation_bits_per_padded_dim"] = float(np.mean(
-        model.bits_per_dim(log_prob)))
-  digits_model = _Cropped(model, padding) if padding else model
-  result.update(sample_quality.score_model(digits_model, splits,
+        -log_prob / (model.event_size * np.log(2.))))
+  result.update(sample_quality.score_model(model, splits,
                                            out_dir / "classifier"))
   grids = [callbacks.sample_grid(model, 100, t, 1234) for t in (0.7, 1.0)]
   plotting.save_image_grids(out_dir / f"{name}_seed{seed}_{steps}.png",
                             grids, ["T = 0.7", "T = 1"],
                             suptitle=f"{name}, {steps} steps")
   return result
-
-
-def _mixture_top_glow(num_components):
-  """A GlowModel whose standardized top latent has a learned Gaussian
-  mixture prior instead of N(0, I), trained by the images' likelihood
-  alone (no labels): an experiment, before any library API, on whether
-  the unimodal top prior is what the unconditional samples lack.
-
-  The top prior layer's affine standardization stays; the mixture is over
-  its output u: p(u) = sum_k pi_k N(u; m_k, diag(s_k^2)), the means
-  initialized at N(0, 0.1^2) so the components differ, the scales at 1.
-  Samples draw a component, then u = m_k + T s_k eps."""
-  import keras
-  import tensorflow as tf
-  import tensorflow_probability as tfp
-  from tfp_flows.models import GlowModel
-  tfd = tfp.distributions
-
-  class MixtureTopGlow(GlowModel):
-
-    def __init__(self, **kwargs):
-      super().__init__(**kwargs)
-      top = self.architecture.levels[-1].exit_size
-      self.top_size = top
-      self.mixture_logits = self.add_weight(
-          shape=(num_components,), initializer="zeros",
-          name="mixture_logits")
-      self.mixture_means = self.add_weight(
-          shape=(num_components, top),
-          initializer=keras.initializers.RandomNormal(stddev=0.1, seed=0),
-          name="mixture_means")
-      self.mixture_log_scales = self.add_weight(
-          shape=(num_components, top), initializer="zeros",
-          name="mixture_log_scales")
-
-    def _mixture(self):
-      return tfd.MixtureSameFamily(
-          tfd.Categorical(logits=self.mixture_logits.value),
-          tfd.MultivariateNormalDiag(
-              self.mixture_means.value,
-              tf.exp(self.mixture_log_scales.value)))
-
-    def _log_prob_with_noise(self, images, labels, noise):
-      x = self._dequantize(images, noise)
-      flow = self.flow_for(None)
-      latents = flow.inverse(x)
-      split, top = latents[..., :-self.top_size], latents[..., -self.top_size:]
-      base = tfd.Normal(tf.zeros([], latents.dtype),
-                        tf.ones([], latents.dtype))
-      log_prob = (tf.reduce_sum(base.log_prob(split), axis=-1)
-                  + self._mixture().log_prob(top)
-                  + flow.inverse_log_det_jacobian(x, event_ndims=3))
-      return self._nats_of_8bit(log_prob)
-
-    def sample(self, num_samples, temperature=1.0, seed=None, labels=None):
-      seed = 0 if seed is None else seed
-      split = temperature * tf.random.stateless_normal(
-          [num_samples, self.event_size - self.top_size], seed=[seed, 1])
-      components = tf.random.stateless_categorical(
-          self.mixture_logits.value[None], num_samples, seed=[seed, 2])[0]
-      eps = tf.random.stateless_normal([num_samples, self.top_size],
-                                       seed=[seed, 3])
-      top = (tf.gather(self.mixture_means.value, components)
-             + temperature * tf.exp(tf.gather(
-                 self.mixture_log_scales.value, components)) * eps)
-      return self.decode(tf.concat([split, top], axis=-1))
-
-  return MixtureTopGlow
-
-
-class _Cropped:
-  """`model` whose `sample` drops `padding` pixels at each border."""
-
-  def __init__(self, model, padding):
-    self._model, self._padding = model, padding
-
-  def __getattr__(self, name):
-    return getattr(self._model, name)
-
-  def sample(self, *args, **kwargs):
-    p = self._padding
-    return self._model.sample(*args, **kwargs)[:, p:-p, p:-p, :]
 
 
 def plot_curves(results_path, out_path):

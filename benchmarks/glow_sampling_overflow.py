@@ -27,10 +27,10 @@ def main():
   parser.add_argument("--num-samples", type=int, default=300)
   args = parser.parse_args()
   model = keras.models.load_model(args.model)
-  latents = tf.random.stateless_normal([args.num_samples, model.event_size],
-                                       seed=[7, 1])
+  # The latents `model.sample` would decode (a top mixture's included).
   for temperature in (0.7, 1.0):
-    x = model.flow.forward(temperature * latents).numpy()
+    x = model.flow.forward(
+        model.sample_latents(args.num_samples, temperature, seed=7)).numpy()
     print(f"T = {temperature}: {np.isnan(x).any(axis=(1, 2, 3)).sum()} of "
           f"{args.num_samples} samples have NaN pixels")
   # Record each coupling's factor as the T = 1 latents pass through; a
@@ -46,7 +46,7 @@ def main():
 
   AffineCoupling._augmented_inverse = recording
   try:
-    model.flow.forward(latents)
+    model.flow.forward(model.sample_latents(args.num_samples, 1., seed=7))
   finally:
     AffineCoupling._augmented_inverse = inverse
 

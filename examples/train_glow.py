@@ -47,6 +47,11 @@ from tfp_flows.callbacks import SampleGridCallback  # noqa: E402
 from tfp_flows.cli import (non_negative_float,  # noqa: E402
                            non_negative_int, positive_float, positive_int)
 from tfp_flows.models import GLOW_RECIPE, PLAIN_GLOW, GlowModel  # noqa: E402
+from tfp_flows.models.glow import DEFAULT_TOP_MIXTURE_COMPONENTS  # noqa: E402
+
+
+def _default(name):
+  return inspect.signature(GlowModel).parameters[name].default
 
 
 def parse_args(argv=None):
@@ -92,7 +97,19 @@ def parse_args(argv=None):
                            "0: no clipping (docs/RESULTS.md: at 100 it "
                            "tamed the spikes of a 2,000-step run but did "
                            "not help a 30-epoch one)")
-  parser.add_argument("--num-levels", type=positive_int, default=2)
+  parser.add_argument("--num-levels", type=positive_int, default=None,
+                      help="L; 28 x 28 digits get the least zero border "
+                           "the levels need (3 levels: 32 x 32) (default: "
+                           f"{_default('num_levels')}, or 2 with --plain)")
+  parser.add_argument("--padding", type=non_negative_int, default=None,
+                      help="zero border (pixels a side) around the digits; "
+                           "default: the least that --num-levels needs")
+  parser.add_argument("--top-mixture-components", type=non_negative_int,
+                      default=None,
+                      help="components of the learned Gaussian mixture on "
+                           "the top latents; 0: N(0, I) (default: "
+                           f"{DEFAULT_TOP_MIXTURE_COMPONENTS}, or 0 with "
+                           "--conditional)")
   parser.add_argument("--num-steps", type=positive_int, nargs="+",
                       default=[8],
                       help="K, steps of flow per level: one for every "
@@ -104,8 +121,7 @@ def parse_args(argv=None):
                       help="Keras initializer of the coupling networks' "
                            "hidden convolutions (e.g. he_normal)")
   parser.add_argument("--preprocessing", choices=["centre", "logit"],
-                      default=inspect.signature(GlowModel).parameters[
-                          "preprocessing"].default,
+                      default=_default("preprocessing"),
                       help="images to the flow's input: centred pixels "
                            "x - 1/2 or RealNVP's logit(0.05 + 0.9 x)")
   parser.add_argument("--plain", action="store_true",
@@ -151,19 +167,29 @@ def interpolation_figure(model, images, labels, path, num_points=10):
       ["latent interpolation between two test digits"])
 
 
+def num_levels_of(args):
+  """--num-levels, or its default: the peer comparisons' L = 2 for
+  --plain, GlowModel's otherwise."""
+  if args.num_levels is not None:
+    return args.num_levels
+  return 2 if args.plain else _default("num_levels")
+
+
 def model_options(args):
   """GlowModel's options from the flags (all of them, for metrics.json)."""
   defaults = inspect.signature(GlowModel).parameters
   options = {name: defaults[name].default for name in
              ("hidden_initializer", "learned_prior", "num_classes",
-              "classification_weight")}
+              "classification_weight", "top_mixture_components")}
   num_steps = (args.num_steps[0] if len(args.num_steps) == 1
                else list(args.num_steps))
-  options.update(num_levels=args.num_levels, num_steps=num_steps,
+  options.update(num_levels=num_levels_of(args), num_steps=num_steps,
                  hidden_channels=args.hidden_channels, seed=args.seed,
                  coupling=args.coupling,
                  hidden_initializer=args.hidden_initializer,
-                 preprocessing=args.preprocessing)
+                 preprocessing=args.preprocessing, padding=args.padding)
+  if args.top_mixture_components is not None:
+    options.update(top_mixture_components=args.top_mixture_components)
   if args.plain:
     options.update(PLAIN_GLOW, coupling=args.coupling)
   if args.conditional:
@@ -191,10 +217,10 @@ def train(args):
                       ("--conditional-flow", args.conditional_flow)):
     if given and not args.conditional:
       raise SystemExit(f"train_glow.py: {flag} needs --conditional")
-  if len(args.num_steps) not in (1, args.num_levels):
+  if len(args.num_steps) not in (1, num_levels_of(args)):
     raise SystemExit(
         f"train_glow.py: --num-steps takes one K or one per level "
-        f"(--num-levels {args.num_levels}); got {len(args.num_steps)}")
+        f"(--num-levels {num_levels_of(args)}); got {len(args.num_steps)}")
   splits = data.load_mnist(args.data_dir, args.validation_size,
                            args.test_size, args.seed, with_labels=True)
   print({name: images.shape for name, (images, _) in splits.items()})
@@ -237,13 +263,15 @@ def train(args):
       # The loss adds the weighted classification loss of a conditional
       # model; the test figure is the negative log-likelihood alone.
       "test_nats_per_image": test_metrics["bits_per_dim"]
-                             * model.event_size * np.log(2.),
+                             * model.image_dims * np.log(2.),
       "global_clipnorm": args.global_clipnorm,
       "data": str(args.data_dir or "tfds:mnist"),
       "split_sizes": {name: len(images)
                       for name, (images, _) in splits.items()},
       "model": {**model_options(args),
-                "classification_weight": model.classification_weight},
+                "classification_weight": model.classification_weight,
+                "padding": model.padding,
+                "top_mixture_components": model.top_mixture_components},
   }, curve_metric="bits_per_dim", curve_label="bits/dim")
 
 
