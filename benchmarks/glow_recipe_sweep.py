@@ -2,7 +2,9 @@
 budget of training steps, every run in a fresh process.
 
 Data: the 8,000 digits of ../shared/data/mnist split 6,000 / 1,000 / 1,000
-(seed 0), batch 64, L = 2, K = 8, width 64. Per run: bits/dim on the 1,000
+(seed 0), batch 64, L = 2, K = 8, width 64, unless a run sets its own
+(`num_levels`; `image_size` 32 zero-pads the digits, `top_mixture` adds a
+top mixture: GlowModel's options). Per run: bits/dim on the 1,000
 validation digits (with the moving-average weights when the run keeps them,
 as `fit` leaves them; for a conditional model given the labels, and
 marginalized over them), and the sample-quality scores of 1,000 samples at
