@@ -62,9 +62,11 @@ def test_bad_flags_are_rejected_by_name(tmp_path):
     assert result.returncode != 0, flag
     assert f"{flag[0]} needs --conditional" in result.stderr
     assert "Traceback" not in result.stderr
-  result = _run(["--num-steps", "8", "8", "8"], cwd=tmp_path, timeout=60)
+  # Two depths for the default's three levels.
+  result = _run(["--num-steps", "8", "8"], cwd=tmp_path, timeout=60)
   assert result.returncode != 0
-  assert "--num-steps takes one K or one per level" in result.stderr
+  assert ("--num-steps takes one K or one per level (--num-levels 3); got 2"
+          in result.stderr)
   assert "Traceback" not in result.stderr
 
 
