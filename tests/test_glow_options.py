@@ -301,6 +301,9 @@ def test_classification_weight_defaults_to_openai_glows_on_our_scale():
   assert GlowModel(**SMALL).classification_weight == 0.
   conditional = GlowModel(**SMALL, num_classes=3)
   assert conditional.classification_weight == pytest.approx(0.01 * 8 * 8)
+  # D is what the flow sees: with a zero border, the frame's.
+  assert GlowModel(**SMALL, num_classes=3, padding=2).classification_weight == (
+      pytest.approx(0.01 * 12 * 12))
   assert GlowModel(**SMALL, num_classes=3,
                    classification_weight=0.).classification_weight == 0.
   # A saved conditional model keeps the weight it was trained with.
