@@ -1,4 +1,4 @@
-"""GlowModel and FlowVAE fed wrong data: a clear error that names the
+"""GlowModel, its layers and FlowVAE fed wrong data: a clear error that names the
 problem, or a finite, correct result; never a silent NaN."""
 
 import keras
@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_flows import data
+from tfp_flows.layers import GaussianMixtureLayer
 from tfp_flows.models import FlowVAE, GlowModel
 
 
@@ -181,3 +182,9 @@ def test_flow_vae_constructor_names_the_bad_argument(kwargs, message):
 def test_glow_constructor_names_the_bad_argument(kwargs, message):
   with pytest.raises(ValueError, match=message):
     GlowModel(**kwargs)
+
+
+@pytest.mark.parametrize("num_components", [0, True, 2.0, "3", None])
+def test_gaussian_mixture_layer_names_a_bad_component_count(num_components):
+  with pytest.raises(ValueError, match="num_components must be an int >= 1"):
+    GaussianMixtureLayer(num_components, event_size=4)

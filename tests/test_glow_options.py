@@ -235,6 +235,8 @@ def test_unconditional_glow_refuses_labels():
     (dict(padding=-1), r"padding must be an int >= 0 or None; got -1"),
     (dict(padding=1.5), r"padding must be an int >= 0 or None; got 1.5"),
     (dict(padding=True), r"padding must be an int >= 0 or None; got True"),
+    (dict(padding=2.0), r"padding must be an int >= 0 or None; got 2.0"),
+    (dict(padding="2"), r"padding must be an int >= 0 or None; got '2'"),
     (dict(padding=1), r"divisible by 2\*\*num_levels = 4 after padding"),
     (dict(top_mixture_components=-1), r"top_mixture_components must be an "
                                       r"int >= 0 or None; got -1"),
@@ -245,6 +247,17 @@ def test_unconditional_glow_refuses_labels():
 def test_constructor_rejects_inconsistent_options(kwargs, match):
   with pytest.raises(ValueError, match=match):
     GlowModel(**SMALL, **kwargs)
+
+
+def test_counts_may_be_numpy_ints():
+  """A count read from an array or a config parsed by NumPy is an
+  `np.int64`, not an `int`: accepted, and stored as a Python int."""
+  model = GlowModel(**{**SMALL, "num_steps": (np.int64(2), np.int32(1))},
+                    padding=np.int64(0), top_mixture_components=np.int32(3))
+  assert (model.padding, model.top_mixture_components) == (0, 3)
+  assert type(model.top_mixture_components) is int
+  conditional = GlowModel(**SMALL, num_classes=np.int64(4))
+  assert conditional.num_classes == 4
 
 
 def test_marginal_log_prob_is_the_mixture_over_labels():

@@ -5,7 +5,22 @@ import operator
 
 import tensorflow as tf
 
-__all__ = ["check_values", "checked_latents", "positive_int"]
+__all__ = ["as_int_at_least", "check_values", "checked_latents",
+           "positive_int"]
+
+
+def as_int_at_least(value, minimum):
+  """`value` as a Python int when it is an integer (Python or NumPy, never
+  a bool) >= `minimum`; None otherwise, for the caller's own error that
+  names the argument. A float such as 2.0 is refused: counts and sizes are
+  ints, and a float is more often a bug than a count."""
+  if isinstance(value, bool):
+    return None
+  try:
+    value = operator.index(value)
+  except TypeError:
+    return None
+  return value if value >= minimum else None
 
 
 def positive_int(value, name, where):

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_flows import validation
 from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
                                  SplitPrior, channels_first_flatten, squeeze)
 
@@ -298,8 +299,7 @@ class GaussianMixtureLayer(keras.layers.Layer):
 
   def __init__(self, num_components, event_size, seed=0, **kwargs):
     super().__init__(**kwargs)
-    if isinstance(num_components, bool) or int(num_components) != (
-        num_components) or num_components < 1:
+    if validation.as_int_at_least(num_components, 1) is None:
       raise ValueError(f"GaussianMixtureLayer: num_components must be an "
                        f"int >= 1; got {num_components!r}.")
     self.num_components = int(num_components)
@@ -406,8 +406,7 @@ def steps_per_level_of(num_levels, num_steps):
                if isinstance(num_steps, (int, np.integer)) else
                tuple(num_steps))
   if len(per_level) != num_levels or not all(
-      isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1
-      for k in per_level):
+      validation.as_int_at_least(k, 1) is not None for k in per_level):
     raise ValueError(
         f"num_steps must be an int >= 1 or a sequence of num_levels = "
         f"{num_levels} of them; got {num_steps!r}.")

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows import export, optimizers
+from tfp_flows import export, optimizers, validation
 from tfp_flows.layers.glow import (GaussianMixtureLayer, GlowArchitecture,
                                    steps_per_level_of)
 from tfp_flows.models.base import FlowModel
@@ -96,10 +96,11 @@ def padding_for(image_shape, num_levels, padding=None):
           f"{factor} after a zero border of equal width on each side; no "
           f"border does that for image_shape={tuple(image_shape)}.")
     return candidates[0]
-  if isinstance(padding, bool) or int(padding) != padding or padding < 0:
+  checked = validation.as_int_at_least(padding, 0)
+  if checked is None:
     raise ValueError(f"padding must be an int >= 0 or None; got "
                      f"{padding!r}.")
-  padding = int(padding)
+  padding = checked
   if (height + 2 * padding) % factor or (width + 2 * padding) % factor:
     raise ValueError(
         f"image height and width must be divisible by 2**num_levels = "
@@ -235,8 +236,7 @@ class GlowModel(FlowModel):
       raise ValueError(f"GlowModel: preprocessing must be one of "
                        f"{list(_PREPROCESSINGS)}; got {preprocessing!r}.")
     if num_classes is not None and (
-        isinstance(num_classes, bool) or int(num_classes) != num_classes
-        or num_classes < 2):
+        validation.as_int_at_least(num_classes, 2) is None):
       raise ValueError(f"GlowModel: num_classes must be an int >= 2 or None; "
                        f"got {num_classes!r}.")
     if num_classes and not learned_prior:
@@ -250,9 +250,7 @@ class GlowModel(FlowModel):
     if top_mixture_components is None:
       top_mixture_components = (0 if num_classes
                                 else DEFAULT_TOP_MIXTURE_COMPONENTS)
-    if (isinstance(top_mixture_components, bool)
-        or int(top_mixture_components) != top_mixture_components
-        or top_mixture_components < 0):
+    if validation.as_int_at_least(top_mixture_components, 0) is None:
       raise ValueError(f"GlowModel: top_mixture_components must be an int "
                        f">= 0 or None; got {top_mixture_components!r}.")
     if top_mixture_components and num_classes:
