@@ -297,16 +297,22 @@ def run_one(name, options, steps, seed, out_dir):
   return result
 
 
-def plot_curves(results_path, out_path):
+def plot_curves(results_paths, out_path, runs=None, steps=None):
+  """The training curves of the runs in `results_paths` (only those named
+  in `runs`, and at `steps`, if given)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   figure, axes = plt.subplots(figsize=(7, 4.5))
-  for line in results_path.read_text().splitlines():
+  lines = [line for path in results_paths
+           for line in path.read_text().splitlines()]
+  for line in lines:
     r = json.loads(line)
+    if (runs and r["run"] not in runs) or (steps and r["steps"] != steps):
+      continue
     curve = r["train_bits_per_dim_curve"]
-    steps = [100 * (i + 1) for i in range(len(curve))]
-    drawn, = axes.plot(steps, curve, label=f"{r['run']} (seed {r['seed']})")
+    drawn, = axes.plot([100 * (i + 1) for i in range(len(curve))], curve,
+                       label=f"{r['run']} (seed {r['seed']})")
     axes.plot([r["steps"]], [r["validation_bits_per_dim"]], "o",
               color=drawn.get_color())
   axes.axhline(1.60, color="gray", linestyle="--", label="issue 15's target")
@@ -349,20 +355,23 @@ def plot_quality(results_paths, out_path):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=2000)
+  parser.add_argument("--steps", type=int, default=None,
+                      help="training steps a run (default 2000)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--runs", nargs="+", default=list(RUNS),
                       choices=list(RUNS))
   parser.add_argument("--out-dir", type=pathlib.Path,
                       default=pathlib.Path("runs/glow_recipe_sweep"))
   parser.add_argument("--plot-curves", type=pathlib.Path, default=None,
-                      help="only draw the training curves to this file")
+                      help="only draw the training curves of the runs in "
+                           "--results (default: --out-dir's) to this file; "
+                           "with --runs or --steps, only those")
   parser.add_argument("--plot-quality", type=pathlib.Path, default=None,
                       help="only draw sample quality against bits/dim of "
                            "the runs in --results to this file")
   parser.add_argument("--results", type=pathlib.Path, nargs="+",
                       default=[], help="results.jsonl files for "
-                                       "--plot-quality")
+                                       "--plot-quality and --plot-curves")
   parser.add_argument("--one", help=argparse.SUPPRESS)  # a child's run
   args = parser.parse_args()
   if args.plot_quality:
@@ -370,8 +379,13 @@ def main():
                  args.plot_quality)
     return
   if args.plot_curves:
-    plot_curves(args.out_dir / "results.jsonl", args.plot_curves)
+    # --runs and --steps, when given, pick the curves to draw.
+    plot_curves(args.results or [args.out_dir / "results.jsonl"],
+                args.plot_curves,
+                runs=None if args.runs == list(RUNS) else args.runs,
+                steps=args.steps)
     return
+  args.steps = args.steps or 2000
   args.out_dir.mkdir(parents=True, exist_ok=True)
   if args.one:
     sys.path.insert(0, str(HERE))
