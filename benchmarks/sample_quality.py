@@ -151,12 +151,13 @@ def score_model(model, splits, cache_dir, num_samples=1000, seed=0):
 
 def component_scores(model, splits, cache_dir, num_samples=100,
                      temperature=0.7, seed=0):
-  """For a model with a top mixture, per component: its weight, the mean of
-  its log standard deviations, and what the classifier says of
-  `num_samples` samples drawn from that component alone at `temperature`
-  (the split exits at `temperature` times N(0, I), as `sample` draws
-  them): the confident share and the histogram of predicted classes. Shows
-  whether the components took on digit classes."""
+  """For a model with a top mixture, per component: its weight, the mean
+  and range of its standard deviations, the RMS of its mean and the
+  distance to the nearest other component's mean, and what the classifier
+  says of `num_samples` samples drawn from that component alone at
+  `temperature` (the split exits at `temperature` times N(0, I), as
+  `sample` draws them): the confident share and the histogram of predicted
+  classes. Shows whether the components took on digit classes."""
   import tensorflow as tf
   classifier_model, _, _ = classifier(splits, cache_dir)
   mixture = model.top_mixture
@@ -165,6 +166,8 @@ def component_scores(model, splits, cache_dir, num_samples=100,
                      "(top_mixture_components=0).")
   weights = tf.nn.softmax(mixture.logits).numpy()
   means, log_stds = mixture.means.numpy(), mixture.log_stds.numpy()
+  distances = np.sqrt(((means[:, None] - means[None]) ** 2).sum(-1))
+  np.fill_diagonal(distances, np.inf)
   rng = np.random.default_rng(seed)
   exit_size = model.event_size - mixture.event_size
   rows = []
@@ -178,6 +181,10 @@ def component_scores(model, splits, cache_dir, num_samples=100,
     rows.append({
         "component": k, "weight": float(weights[k]),
         "mean_log_std": float(log_stds[k].mean()),
+        "std_range": [float(np.exp(log_stds[k]).min()),
+                      float(np.exp(log_stds[k]).max())],
+        "mean_rms": float(np.sqrt(np.mean(means[k] ** 2))),
+        "nearest_mean_distance": float(distances[k].min()),
         "confident_share": float(np.mean(probabilities.max(-1) >= CONFIDENT)),
         "classes": np.bincount(probabilities.argmax(-1),
                                minlength=10).tolist()})

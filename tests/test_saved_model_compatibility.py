@@ -4,6 +4,8 @@ written by its own code) still load, compute what they computed then, and
 train on."""
 
 import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -53,3 +55,17 @@ def test_energy_flow_model_loads_with_its_density(expected):
   np.testing.assert_allclose(model.log_prob(expected["energy_points"]),
                              expected["energy_log_prob"], rtol=1e-5,
                              atol=1e-6)
+
+
+def test_import_tfp_flows_is_enough_to_load_a_saved_model():
+  """A user's fresh process: `import tfp_flows`, then Keras' loader, with
+  no `tfp_flows.models` import of its own (the classes register on import
+  of the package)."""
+  script = ("import sys, keras, tfp_flows; "
+            "model = keras.saving.load_model(sys.argv[1]); "
+            "print(type(model).__name__)")
+  result = subprocess.run([sys.executable, "-c", script,
+                           str(SAVED / "glow.keras")],
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-1] == "GlowModel"
