@@ -1,5 +1,5 @@
-"""GlowModel, its layers and FlowVAE fed wrong data: a clear error that names the
-problem, or a finite, correct result; never a silent NaN."""
+"""GlowModel, its layers and FlowVAE fed wrong data: a clear error that
+names the problem, or a finite, correct result; never a silent NaN."""
 
 import keras
 import numpy as np
