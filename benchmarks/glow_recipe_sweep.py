@@ -187,9 +187,10 @@ RUNS = {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 3e-3, "global_clipnorm": 100.,
         "image_size": 32, "num_levels": 3, "top_mixture": 10},
-    # The main job's mixture kept its components near their N(0, 0.1^2)
-    # start with standard deviations ~0.95: ten broad, overlapping modes
-    # (the components' samples mix classes, one component is all ones).
+    # The main job's mixture moved its means little from their N(0, 0.1^2)
+    # start (RMS ~0.23) and kept standard deviations 0.75-1.28: ten broad
+    # modes, most drawing three or four classes (sample_quality.py
+    # --per-component).
     # Means drawn N(0, 1) instead start the components far apart in the
     # 256-dimensional top latent (FlowGMM's initialization), so each
     # image's latent is claimed by one mode from the first step.

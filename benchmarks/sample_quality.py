@@ -204,14 +204,13 @@ def main():
                            "weight, spread and classes (100 samples each "
                            "at T = 0.7), one JSON line per component")
   args = parser.parse_args()
-  import tfp_flows.models  # noqa: F401  (registers GlowModel for loading)
+  # `import tfp_flows` (through `data` above) registers GlowModel.
   model = keras.saving.load_model(args.model)
+  splits = labelled_splits(args.data_dir)
   if args.per_component:
-    for row in component_scores(model, labelled_splits(args.data_dir),
-                                args.cache_dir):
+    for row in component_scores(model, splits, args.cache_dir):
       print(json.dumps(row))
-  result = score_model(model, labelled_splits(args.data_dir), args.cache_dir,
-                       args.num_samples)
+  result = score_model(model, splits, args.cache_dir, args.num_samples)
   print(json.dumps(result))
 
 
