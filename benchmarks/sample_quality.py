@@ -80,7 +80,9 @@ def classifier(splits, cache_dir):
                   splits["validation"][0], 256,
                   labels=splits["validation"][1]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name("partial_" + path.name)  # another run may read
+    # Another run may read `path`, or train its own classifier beside this
+    # one: write under a name of this process's own, then rename.
+    partial = path.with_name(f"partial{os.getpid()}_" + path.name)
     model.save(partial)
     os.replace(partial, path)
   features = keras.Model(model.inputs, model.get_layer("features").output)

@@ -1,0 +1,118 @@
+"""Where a Glow training step's time goes: a TensorFlow profiler trace of a
+few `fit` steps, summarized per op type and per op.
+
+    python benchmarks/profile_glow_step.py                  # GlowModel's defaults
+    python benchmarks/profile_glow_step.py --plain          # bench_glow's plain L = 2
+    python benchmarks/profile_glow_step.py --trace-dir runs/profile
+
+The trace (TensorBoard's Profile tab reads it) goes to --trace-dir; the
+summary needs xprof's converter (`pip install xprof`, which pins its own
+protobuf: install it in a venv of its own and pass that venv's python as
+--xprof-python), which turns the trace into the framework-op statistics
+that TensorBoard's profile plugin shows (checked with xprof 2.24.2). Shares of self time are what this
+is for; absolute times drift with the machine (see bench_glow.py for
+throughput side by side).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = pathlib.Path(__file__).resolve().parent
+
+# Run in xprof's python: the framework op statistics of a trace as rows.
+# (A Google DataTable in JSON: the first table's columns and rows.)
+_SUMMARIZE = r"""
+import json, sys
+from xprof.convert import raw_to_tool_data
+data, _ = raw_to_tool_data.xspace_to_tool_data(
+    sys.argv[1:], "framework_op_stats", {})
+table = json.loads(data)[0]
+labels = [c["label"] for c in table["cols"]]
+print(json.dumps([dict(zip(labels, (c["v"] if c else None for c in r["c"])))
+                  for r in table["rows"]]))
+"""
+
+
+def trace(args):
+  import keras
+  import tensorflow as tf
+
+  sys.path.insert(0, str(HERE))
+  import bench_glow
+  from tfp_flows import data
+  from tfp_flows.models import PLAIN_GLOW, GlowModel
+
+  images = bench_glow._images(args.batch_size * 50)
+  if args.plain:
+    model = GlowModel(image_shape=(28, 28, 1), num_levels=2, **PLAIN_GLOW)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  else:
+    model = GlowModel(image_shape=(28, 28, 1))
+    model.compile()
+  dataset = data.image_dataset(images, args.batch_size, shuffle=True,
+                               repeat=True)
+  model.fit(dataset, steps_per_epoch=args.warmup, epochs=1, verbose=0)
+
+  class Profile(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+      tf.profiler.experimental.start(str(args.trace_dir))
+
+    def on_train_end(self, logs=None):
+      tf.profiler.experimental.stop()
+
+  model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0,
+            callbacks=[Profile()])
+
+
+def summarize(args):
+  paths = sorted(str(p) for p in args.trace_dir.rglob("*.xplane.pb"))
+  if not paths:
+    sys.exit(f"no *.xplane.pb under {args.trace_dir}")
+  rows = json.loads(subprocess.run(
+      [args.xprof_python, "-c", _SUMMARIZE, paths[-1]], check=True,
+      capture_output=True, text=True).stdout)
+  rows = [r for r in rows if r.get("Host/device") == "Host"]
+  time_key = "Total self-time (us)"
+  total = sum(float(r[time_key]) for r in rows)
+  by_type = {}
+  for r in rows:
+    by_type[r["Operation Type"]] = by_type.get(r["Operation Type"], 0.) + float(r[time_key])
+  print(f"total self time {total / 1e6 / args.steps:.3f} s a step over "
+        f"{len(rows)} ops")
+  for op_type, t in sorted(by_type.items(), key=lambda kv: -kv[1])[:25]:
+    print(f"{100 * t / total:6.1f}%  {op_type}")
+  print("top ops:")
+  for r in sorted(rows, key=lambda r: -float(r[time_key]))[:args.top]:
+    print(f"{100 * float(r[time_key]) / total:6.1f}%  "
+          f"{int(float(r['#Occurrences'])):6d}x  {r['Operation Type']:24s} "
+          f"{r['Operation Name'][-120:]}")
+  print(json.dumps({"self_seconds_per_step": total / 1e6 / args.steps,
+                    "by_type": {k: v / total for k, v in by_type.items()}}))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--plain", action="store_true",
+                      help="bench_glow's plain L = 2 model, not the defaults")
+  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--warmup", type=int, default=10)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--top", type=int, default=40)
+  parser.add_argument("--trace-dir", type=pathlib.Path,
+                      default=pathlib.Path("runs/profile_glow_step"))
+  parser.add_argument("--xprof-python", default="python",
+                      help="a python that has xprof installed")
+  parser.add_argument("--summarize-only", action="store_true")
+  args = parser.parse_args()
+  if not args.summarize_only:
+    trace(args)
+  summarize(args)
+
+
+if __name__ == "__main__":
+  main()
