@@ -16,9 +16,10 @@ defaults (learned priors, logit preprocessing, three levels on the digits
 zero-padded to 32 x 32, a 10-component top mixture) compiled with its
 default recipe (`compile()`: Adam after a warm-up): what the quality
 options cost per step. `--peer-hidden-channels`, `--peer-num-steps` and
-`--peer-num-levels` change that peer's width, depth and levels (its other
-options stay the defaults), to price a wider or deeper default, or the
-defaults at the plain model's L = 2:
+`--peer-num-levels` (and `--peer-top-mixture-components`) change that
+peer's width, depth, levels (and top mixture; its other options stay the
+defaults), to price a wider or deeper default, or the defaults at the plain
+model's L = 2:
 
     python benchmarks/bench_glow.py --peer defaults --peer-hidden-channels 128
     python benchmarks/bench_glow.py --peer defaults --peer-num-levels 2
@@ -58,7 +59,8 @@ def _peak_rss_mb():
 
 
 def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
-             hidden_channels=64, num_steps=8, num_levels=None):
+             hidden_channels=64, num_steps=8, num_levels=None,
+             top_mixture_components=None):
   import keras
   from tfp_flows import data
   from tfp_flows.models import PLAIN_GLOW, GlowModel
@@ -68,8 +70,10 @@ def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
   # GlowModel's unless given.
   levels = {} if defaults and num_levels is None else {
       "num_levels": num_levels or 2}
+  mixture = {} if top_mixture_components is None else {
+      "top_mixture_components": top_mixture_components}
   model = GlowModel(image_shape=(28, 28, 1), num_steps=num_steps,
-                    hidden_channels=hidden_channels, **levels,
+                    hidden_channels=hidden_channels, **levels, **mixture,
                     **({} if defaults else PLAIN_GLOW))
   model.compile(optimizer=None if defaults else keras.optimizers.Adam(1e-3),
                 jit_compile=jit_compile)
@@ -131,7 +135,9 @@ def worker(args):
                          defaults=args.worker == "defaults",
                          **({"hidden_channels": args.peer_hidden_channels,
                              "num_steps": args.peer_num_steps,
-                             "num_levels": args.peer_num_levels}
+                             "num_levels": args.peer_num_levels,
+                             "top_mixture_components":
+                                 args.peer_top_mixture_components}
                             if args.worker == "defaults" else {}))
   else:
     img_per_s = run_tfp(args.batch_size, args.warmup, args.steps)
@@ -146,7 +152,10 @@ def measure(which, args):
              "--peer-num-steps", str(args.peer_num_steps)] + (
                  ["--jit"] if args.jit else []) + (
                  ["--peer-num-levels", str(args.peer_num_levels)]
-                 if args.peer_num_levels else [])
+                 if args.peer_num_levels else []) + (
+                 ["--peer-top-mixture-components",
+                  str(args.peer_top_mixture_components)]
+                 if args.peer_top_mixture_components is not None else [])
   result = subprocess.run(command, capture_output=True, text=True, check=False)
   if result.returncode != 0:
     raise RuntimeError(f"{which} worker failed:\n{result.stderr[-3000:]}")
@@ -170,6 +179,10 @@ def main():
   parser.add_argument("--peer-num-levels", type=int, default=None,
                       help="the defaults peer's levels (L; default: "
                            "GlowModel's)")
+  parser.add_argument("--peer-top-mixture-components", type=int,
+                      default=None,
+                      help="the defaults peer's top mixture components "
+                           "(default: GlowModel's)")
   parser.add_argument("--worker", choices=["ours", "tfp", "defaults"],
                       help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -199,6 +212,7 @@ def main():
       "peer_hidden_channels": args.peer_hidden_channels,
       "peer_num_steps": args.peer_num_steps,
       "peer_num_levels": args.peer_num_levels,
+      "peer_top_mixture_components": args.peer_top_mixture_components,
       "batch_size": args.batch_size,
       "jit_compile": args.jit,
   }))

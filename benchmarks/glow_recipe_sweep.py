@@ -181,6 +181,14 @@ RUNS = {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
         "num_levels": 3, "top_mixture": 100},
+    "prior+logit+warmup+lr2e-3+pad32+mixture300": {
+        **PLAIN, "learned_prior": True, "preprocessing": "logit",
+        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
+        "num_levels": 3, "top_mixture": 300},
+    "prior+logit+warmup+lr2e-3+pad32+mixture100+beta2_0.99": {
+        **PLAIN, "learned_prior": True, "preprocessing": "logit",
+        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
+        "num_levels": 3, "top_mixture": 100, "beta_2": 0.99},
     "prior+logit+warmup+lr2e-3+clip100+pad32+mixture10": {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 2e-3, "global_clipnorm": 100.,

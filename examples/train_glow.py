@@ -45,7 +45,8 @@ import numpy as np  # noqa: E402
 from tfp_flows import cli, data, optimizers, plotting, training  # noqa: E402
 from tfp_flows.callbacks import SampleGridCallback  # noqa: E402
 from tfp_flows.cli import (non_negative_float,  # noqa: E402
-                           non_negative_int, positive_float, positive_int)
+                           non_negative_int, open_unit_float, positive_float,
+                           positive_int)
 from tfp_flows.models import GLOW_RECIPE, PLAIN_GLOW, GlowModel  # noqa: E402
 from tfp_flows.models.glow import DEFAULT_TOP_MIXTURE_COMPONENTS  # noqa: E402
 
@@ -87,6 +88,10 @@ def parse_args(argv=None):
                       help="momentum of the moving average of the weights "
                            "used for validation, test, samples and export; "
                            "0: none")
+  parser.add_argument("--adam-beta-2", type=open_unit_float,
+                      default=GLOW_RECIPE["beta_2"],
+                      help="Adam's second-moment decay (Keras' default: "
+                           "0.999)")
   parser.add_argument("--cosine-decay", action="store_true",
                       help="decay the learning rate to 0 by the last step")
   parser.add_argument("--max-shift", type=non_negative_int, default=0,
@@ -207,7 +212,7 @@ def optimizer(args, steps):
       args.learning_rate, args.warmup_steps, args.ema_momentum or None,
       decay_steps=(max(1, steps - args.warmup_steps) if args.cosine_decay
                    else None),
-      global_clipnorm=args.global_clipnorm or None)
+      global_clipnorm=args.global_clipnorm or None, beta_2=args.adam_beta_2)
 
 
 def train(args):
@@ -267,6 +272,7 @@ def train(args):
       "test_nats_per_image": test_metrics["bits_per_dim"]
                              * model.image_dims * np.log(2.),
       "global_clipnorm": args.global_clipnorm,
+      "adam_beta_2": args.adam_beta_2,
       "data": str(args.data_dir or "tfds:mnist"),
       "split_sizes": {name: len(images)
                       for name, (images, _) in splits.items()},

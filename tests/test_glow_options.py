@@ -463,6 +463,7 @@ def test_compile_without_an_optimizer_gives_the_measured_recipe():
   assert isinstance(schedule, optimizers.LinearWarmup)
   assert schedule.warmup_steps == GLOW_RECIPE["warmup_steps"]
   assert schedule.learning_rate == GLOW_RECIPE["learning_rate"]
+  assert optimizer.beta_2 == GLOW_RECIPE["beta_2"] == 0.99
 
 
 def test_fit_validates_with_the_moving_average_and_leaves_it_in_the_model():

@@ -57,6 +57,9 @@ def test_bad_flags_are_rejected_by_name(tmp_path):
   assert result.returncode == 2 and "--epochs" in result.stderr
   result = _run(["--strategy", "tpu"], cwd=tmp_path, timeout=60)
   assert result.returncode == 2 and "--strategy" in result.stderr
+  result = _run(["--adam-beta-2", "1"], cwd=tmp_path, timeout=60)
+  assert result.returncode == 2 and "--adam-beta-2" in result.stderr
+  assert "must be in (0, 1), got 1" in result.stderr
   for flag in (["--classification-weight", "1"], ["--conditional-flow"]):
     result = _run(flag, cwd=tmp_path, timeout=60)
     assert result.returncode != 0, flag
