@@ -13,7 +13,7 @@ warm-up steps (tracing, first allocations) are excluded. Reports medians.
 
 `--peer defaults` compares the plain GlowModel above with GlowModel at its
 defaults (learned priors, logit preprocessing, three levels on the digits
-zero-padded to 32 x 32, a 10-component top mixture) compiled with its
+zero-padded to 32 x 32, a 100-component top mixture) compiled with its
 default recipe (`compile()`: Adam after a warm-up): what the quality
 options cost per step. `--peer-hidden-channels`, `--peer-num-steps` and
 `--peer-num-levels` (and `--peer-top-mixture-components`) change that
