@@ -57,6 +57,15 @@ PLAIN = {"learned_prior": False, "coupling": "affine",
 #: warm-up of its momentum, so the time constant must suit the budget.)
 FULL = {**PLAIN, "learned_prior": True, "hidden_initializer": "he_normal",
         "warmup_steps": 200, "ema_momentum": 0.99, "max_shift": 2}
+#: The three-level runs' common options: learned priors, the logit, Adam(2e-3)
+#: after a 200-step warm-up, digits zero-padded to 32 x 32 for L = 3
+#: (openai/glow's MNIST setting); and the conditional model's on top, with
+#: openai/glow's weight_y on the padded D.
+PAD32 = {**PLAIN, "learned_prior": True, "preprocessing": "logit",
+         "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
+         "num_levels": 3}
+CONDITIONAL_PAD32 = {**PAD32, "num_classes": 10,
+                     "classification_weight": 0.01 * 32 * 32}
 RUNS = {
     "plain": PLAIN,
     "full": FULL,
@@ -151,44 +160,30 @@ RUNS = {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 2e-3, "num_steps": [4, 16]},
     "prior+logit+warmup+lr2e-3+pad32": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3},
+        **PAD32},
     "prior+logit+warmup+lr2e-3+mixture10": {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 2e-3, "top_mixture": 10},
     "prior+logit+warmup+lr2e-3+pad32+mixture10": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 10},
+        **PAD32, "top_mixture": 10},
     # The defaults' per-step cost is 1.27x the plain model's (bench_glow.py):
     # the 16 x 16 first level holds most of the arithmetic, so two of its
     # steps fewer.
     "prior+logit+warmup+lr2e-3+pad32+mixture10+depth6-8-8": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 10, "num_steps": [6, 8, 8]},
+        **PAD32, "top_mixture": 10, "num_steps": [6, 8, 8]},
     # More modes for the top latents than the ten classes: the styles
     # within a class.
     "prior+logit+warmup+lr2e-3+pad32+mixture30": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 30},
+        **PAD32, "top_mixture": 30},
     # Every three-level run spiked near step 1,000-1,500 (its curves), and
     # depth6-8-8 went to a non-finite loss at step 2,799: the defaults with
     # the global-norm clip (a fresh model's norm is about 1,000).
     "prior+logit+warmup+lr2e-3+pad32+mixture100": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 100},
+        **PAD32, "top_mixture": 100},
     "prior+logit+warmup+lr2e-3+pad32+mixture300": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 300},
+        **PAD32, "top_mixture": 300},
     "prior+logit+warmup+lr2e-3+pad32+mixture100+beta2_0.99": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 100, "beta_2": 0.99},
+        **PAD32, "top_mixture": 100, "beta_2": 0.99},
     "prior+logit+warmup+lr2e-3+clip100+pad32+mixture10": {
         **PLAIN, "learned_prior": True, "preprocessing": "logit",
         "warmup_steps": 200, "learning_rate": 2e-3, "global_clipnorm": 100.,
@@ -207,38 +202,26 @@ RUNS = {
     # 256-dimensional top latent (FlowGMM's initialization), so each
     # image's latent is claimed by one mode from the first step.
     "prior+logit+warmup+lr2e-3+pad32+mixture10+spread1": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 10, "top_mixture_spread": 1.},
+        **PAD32, "top_mixture": 10, "top_mixture_spread": 1.},
     # The conditional default on the unconditional default's architecture
     # (third level, digits padded to 32 x 32; no mixture: the label's top
     # prior has a component per class), openai/glow's weight_y on the
     # padded D.
     "conditional+logit+warmup+ycond+lr2e-3+pad32": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "num_classes": 10,
-        "classification_weight": 0.01 * 32 * 32, "learning_rate": 2e-3,
-        "image_size": 32, "num_levels": 3},
+        **CONDITIONAL_PAD32},
     # A guard against the spikes at Adam(2e-3) that costs nothing per step:
     # after a sudden gradient g, Adam moves each weight by about
     # lr * 0.1 / sqrt(1 - beta_2) (3.2 lr at Keras' 0.999, 1.0 lr at 0.99),
     # so a faster second moment caps the step that a bad batch can take.
     "prior+logit+warmup+lr2e-3+pad32+mixture10+beta2_0.99": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 10, "beta_2": 0.99},
+        **PAD32, "top_mixture": 10, "beta_2": 0.99},
     "conditional+logit+warmup+ycond+lr2e-3+pad32+beta2_0.99": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "num_classes": 10,
-        "classification_weight": 0.01 * 32 * 32, "learning_rate": 2e-3,
-        "image_size": 32, "num_levels": 3, "beta_2": 0.99},
+        **CONDITIONAL_PAD32, "beta_2": 0.99},
     # The defaults (both seeds spiked at ~1,000 steps) with the global
     # gradient norm clipped at 3x its moving average: a guard that binds
     # only on outliers.
     "prior+logit+warmup+lr2e-3+pad32+mixture10+spikeclip3": {
-        **PLAIN, "learned_prior": True, "preprocessing": "logit",
-        "warmup_steps": 200, "learning_rate": 2e-3, "image_size": 32,
-        "num_levels": 3, "top_mixture": 10, "spike_clip": 3.},
+        **PAD32, "top_mixture": 10, "spike_clip": 3.},
     "prior+recipe": {**PLAIN, "learned_prior": True, "warmup_steps": 200,
                      "ema_momentum": 0.99},
     "conditional": {**FULL, "num_classes": 10},
