@@ -6,9 +6,9 @@ few `fit` steps, summarized per op type and per op.
     python benchmarks/profile_glow_step.py --trace-dir runs/profile
 
 The trace (TensorBoard's Profile tab reads it) goes to --trace-dir; the
-summary needs xprof's converter (`pip install xprof`, which pins its own
-protobuf: install it in a venv of its own and pass that venv's python as
---xprof-python), which turns the trace into the framework-op statistics
+summary needs xprof's converter (`pip install xprof`; installing it in a
+venv of its own keeps TensorFlow's dependencies untouched: pass that venv's
+python as --xprof-python), which turns the trace into the framework-op statistics
 that TensorBoard's profile plugin shows (checked with xprof 2.24.2). Shares of self time are what this
 is for; absolute times drift with the machine (see bench_glow.py for
 throughput side by side).
