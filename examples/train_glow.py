@@ -3,7 +3,7 @@
     python examples/train_glow.py                                  # TFDS mnist
     python examples/train_glow.py --data-dir ../shared/data/mnist  # IDX files
 
-At the defaults it trains 10 epochs of 300 steps of 64 digits (3,000 steps,
+At the defaults it trains 10 epochs of 500 steps of 64 digits (5,000 steps,
 whatever the size of the training set: an epoch here is a number of steps,
 not a pass), with the model and recipe docs/RESULTS.md chose by measurement.
 
@@ -72,7 +72,7 @@ def parse_args(argv=None):
                       help="epochs of --steps-per-epoch steps; each ends "
                            "with validation, a sample grid and a checkpoint")
   parser.add_argument("--steps-per-epoch", type=non_negative_int,
-                      default=300,
+                      default=500,
                       help="training steps an epoch, over the shuffled "
                            "training digits repeated; 0: one pass over them "
                            "(TFDS mnist's 55,000 digits make 859 steps)")
