@@ -24,6 +24,14 @@ model's L = 2:
     python benchmarks/bench_glow.py --peer defaults --peer-hidden-channels 128
     python benchmarks/bench_glow.py --peer defaults --peer-num-levels 2
 
+`--plain-num-levels 3` gives the plain GlowModel the defaults' three levels
+(and so their 32 x 32 frame, the least zero border three levels need): the
+defaults against the plain model at the same width and depth, so that the
+ratio prices the quality options alone (priors, logit, mixture, recipe),
+not the architecture's extra level:
+
+    python benchmarks/bench_glow.py --peer defaults --plain-num-levels 3
+
 The last line is JSON: img_per_s, peer_img_per_s, ratio (median of the
 per-round ratios), peak_rss_mb, peer_peak_rss_mb.
 """
@@ -61,6 +69,8 @@ def _peak_rss_mb():
 def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
              hidden_channels=64, num_steps=8, num_levels=None,
              top_mixture_components=None):
+  """img/s of GlowModel: plain (PLAIN_GLOW; `num_levels`, default 2, with
+  the least zero border they need) or at its defaults."""
   import keras
   from tfp_flows import data
   from tfp_flows.models import PLAIN_GLOW, GlowModel
@@ -72,9 +82,10 @@ def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
       "num_levels": num_levels or 2}
   mixture = {} if top_mixture_components is None else {
       "top_mixture_components": top_mixture_components}
+  plain = {} if defaults else {**PLAIN_GLOW, "padding": None}
   model = GlowModel(image_shape=(28, 28, 1), num_steps=num_steps,
                     hidden_channels=hidden_channels, **levels, **mixture,
-                    **({} if defaults else PLAIN_GLOW))
+                    **plain)
   model.compile(optimizer=None if defaults else keras.optimizers.Adam(1e-3),
                 jit_compile=jit_compile)
   times = {}
@@ -138,24 +149,25 @@ def worker(args):
                              "num_levels": args.peer_num_levels,
                              "top_mixture_components":
                                  args.peer_top_mixture_components}
-                            if args.worker == "defaults" else {}))
+                            if args.worker == "defaults" else
+                            {"num_levels": args.plain_num_levels}))
   else:
     img_per_s = run_tfp(args.batch_size, args.warmup, args.steps)
   print(json.dumps({"img_per_s": img_per_s, "peak_rss_mb": _peak_rss_mb()}))
 
 
+# The options a worker process needs, passed on as given.
+WORKER_OPTIONS = ("batch_size", "warmup", "steps", "peer_hidden_channels",
+                  "peer_num_steps", "peer_num_levels",
+                  "peer_top_mixture_components", "plain_num_levels")
+
+
 def measure(which, args):
-  command = [sys.executable, __file__, "--worker", which,
-             "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-             "--steps", str(args.steps),
-             "--peer-hidden-channels", str(args.peer_hidden_channels),
-             "--peer-num-steps", str(args.peer_num_steps)] + (
-                 ["--jit"] if args.jit else []) + (
-                 ["--peer-num-levels", str(args.peer_num_levels)]
-                 if args.peer_num_levels else []) + (
-                 ["--peer-top-mixture-components",
-                  str(args.peer_top_mixture_components)]
-                 if args.peer_top_mixture_components is not None else [])
+  command = [sys.executable, __file__, "--worker", which] + (
+      ["--jit"] if args.jit else [])
+  for name in WORKER_OPTIONS:
+    if getattr(args, name) is not None:
+      command += ["--" + name.replace("_", "-"), str(getattr(args, name))]
   result = subprocess.run(command, capture_output=True, text=True, check=False)
   if result.returncode != 0:
     raise RuntimeError(f"{which} worker failed:\n{result.stderr[-3000:]}")
@@ -183,11 +195,18 @@ def main():
                       default=None,
                       help="the defaults peer's top mixture components "
                            "(default: GlowModel's)")
+  parser.add_argument("--plain-num-levels", type=int, default=None,
+                      help="the plain GlowModel's levels (default 2, as "
+                           "tfb.Glow's); 3 puts it in the defaults' 32 x 32 "
+                           "frame")
   parser.add_argument("--worker", choices=["ours", "tfp", "defaults"],
                       help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     return worker(args)
+  if args.peer == "tfp" and args.plain_num_levels not in (None, 2):
+    parser.error("--peer tfp compares the identical architecture: tfb.Glow "
+                 "here has L = 2, so --plain-num-levels must be 2")
 
   ours, peer = [], []
   peer_name = {"tfp": "tfb.Glow", "defaults": "GlowModel defaults"}[args.peer]
@@ -213,6 +232,7 @@ def main():
       "peer_num_steps": args.peer_num_steps,
       "peer_num_levels": args.peer_num_levels,
       "peer_top_mixture_components": args.peer_top_mixture_components,
+      "plain_num_levels": args.plain_num_levels,
       "batch_size": args.batch_size,
       "jit_compile": args.jit,
   }))
