@@ -8,6 +8,13 @@ lands on both. For "did this change slow anything down?".
     python benchmarks/ab_trees.py /tmp/before . --repeats 6 -- \\
         benchmarks/bench_flow_vae.py --num-flows 40
 
+`--env-a` / `--env-b NAME=VALUE ...` set environment variables for one side:
+with the same tree twice, an A/B of a setting such as TensorFlow's thread
+pools or oneDNN:
+
+    python benchmarks/ab_trees.py . . --env-b TF_NUM_INTEROP_THREADS=1 \
+        --repeats 6 -- benchmarks/bench_glow.py --worker ours
+
 The benchmark script (a path relative to each tree) runs with this Python,
 in the tree, with that tree first on `PYTHONPATH` (so it imports that tree's
 `tfp_flows`), and must print a JSON line last with `img_per_s` (and
@@ -24,8 +31,8 @@ import subprocess
 import sys
 
 
-def run(tree, command):
-  env = {**os.environ, "PYTHONPATH": str(tree)}
+def run(tree, command, extra_env=()):
+  env = {**os.environ, "PYTHONPATH": str(tree), **dict(extra_env)}
   result = subprocess.run([sys.executable, str(tree / command[0]),
                            *command[1:]], cwd=tree, env=env,
                           capture_output=True, text=True)
@@ -42,6 +49,11 @@ def main():
   parser.add_argument("tree_b", type=pathlib.Path)
   parser.add_argument("--repeats", type=int, default=6,
                       help="runs per tree")
+  for side in "ab":
+    parser.add_argument(f"--env-{side}", nargs="+", default=[],
+                        metavar="NAME=VALUE",
+                        help=f"environment variables for tree {side.upper()}'s "
+                             "runs")
   # Everything after `--` is the benchmark and its own flags.
   argv = sys.argv[1:]
   split = argv.index("--") if "--" in argv else len(argv)
@@ -50,10 +62,15 @@ def main():
   if not command:
     parser.error("give the benchmark after --: -- script.py [its flags]")
   trees = {"A": args.tree_a.resolve(), "B": args.tree_b.resolve()}
+  envs = {}
+  for name, settings in (("A", args.env_a), ("B", args.env_b)):
+    if any("=" not in setting for setting in settings):
+      parser.error(f"--env-{name.lower()} takes NAME=VALUE; got {settings}")
+    envs[name] = [setting.split("=", 1) for setting in settings]
   results = {"A": [], "B": []}
   for repeat in range(args.repeats):
     for name in ("AB" if repeat % 2 == 0 else "BA"):
-      result = run(trees[name], command)
+      result = run(trees[name], command, envs[name])
       results[name].append(result)
       print(f"repeat {repeat + 1} {name}: {result['img_per_s']:8.1f} img/s"
             + (f"  {result['peak_rss_mb']:6.0f} MB"
@@ -61,13 +78,13 @@ def main():
   summary = {"command": command, "repeats": args.repeats}
   for name in "AB":
     rates = [r["img_per_s"] for r in results[name]]
-    summary[name] = {"tree": str(trees[name]),
+    summary[name] = {"tree": str(trees[name]), "env": dict(envs[name]),
                      "median_img_per_s": statistics.median(rates),
                      "min_img_per_s": min(rates), "max_img_per_s": max(rates)}
     if all("peak_rss_mb" in r for r in results[name]):
       summary[name]["median_peak_rss_mb"] = statistics.median(
           r["peak_rss_mb"] for r in results[name])
-    print(f"{name} {trees[name]}: median {statistics.median(rates):.1f} img/s "
+    print(f"{name} {trees[name]} {' '.join(args.env_a if name == 'A' else args.env_b)}: median {statistics.median(rates):.1f} img/s "
           f"(range {min(rates):.1f}-{max(rates):.1f})")
   ratios = [b["img_per_s"] / a["img_per_s"]
             for a, b in zip(results["A"], results["B"])]

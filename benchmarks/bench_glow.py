@@ -32,6 +32,14 @@ not the architecture's extra level:
 
     python benchmarks/bench_glow.py --peer defaults --plain-num-levels 3
 
+`--peer normflows` compares the plain GlowModel with normflows' Glow at the
+same architecture in eager PyTorch (benchmarks/bench_glow_normflows.py, run
+with --torch-python: a virtual environment holding torch and normflows, as
+that file's docstring makes it; default ../torchvenv beside the checkout,
+or $TORCH_PYTHON):
+
+    python benchmarks/bench_glow.py --peer normflows
+
 The last line is JSON: img_per_s, peer_img_per_s, ratio (median of the
 per-round ratios), peak_rss_mb, peer_peak_rss_mb.
 """
@@ -48,7 +56,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared/data/mnist"
+HERE = pathlib.Path(__file__).resolve().parent
+SHARED_MNIST = HERE.parents[1] / "shared/data/mnist"
+# Beside the checkout, as bench_glow_normflows.py's docstring makes it.
+DEFAULT_TORCH_PYTHON = str(HERE.parents[1] / "torchvenv" / "bin" / "python")
 
 
 def _images(n):
@@ -163,11 +174,20 @@ WORKER_OPTIONS = ("batch_size", "warmup", "steps", "peer_hidden_channels",
 
 
 def measure(which, args):
+  if which == "normflows":
+    command = [args.torch_python, str(HERE / "bench_glow_normflows.py"),
+               "--batch-size", str(args.batch_size), "--warmup",
+               str(args.warmup), "--steps", str(args.steps)]
+    return _run_worker(which, command)
   command = [sys.executable, __file__, "--worker", which] + (
       ["--jit"] if args.jit else [])
   for name in WORKER_OPTIONS:
     if getattr(args, name) is not None:
       command += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+  return _run_worker(which, command)
+
+
+def _run_worker(which, command):
   result = subprocess.run(command, capture_output=True, text=True, check=False)
   if result.returncode != 0:
     raise RuntimeError(f"{which} worker failed:\n{result.stderr[-3000:]}")
@@ -182,8 +202,15 @@ def main():
   parser.add_argument("--steps", type=int, default=60)
   parser.add_argument("--jit", action="store_true",
                       help="compile GlowModel's train step with XLA")
-  parser.add_argument("--peer", choices=["tfp", "defaults"], default="tfp",
+  parser.add_argument("--peer", choices=["tfp", "defaults", "normflows"],
+                      default="tfp",
                       help="what the plain GlowModel is compared with")
+  parser.add_argument("--torch-python",
+                      default=os.environ.get("TORCH_PYTHON",
+                                             DEFAULT_TORCH_PYTHON),
+                      help="Python with torch and normflows, for --peer "
+                           "normflows (default: $TORCH_PYTHON or "
+                           "../torchvenv/bin/python)")
   parser.add_argument("--peer-hidden-channels", type=int, default=64,
                       help="the defaults peer's coupling-network width")
   parser.add_argument("--peer-num-steps", type=int, default=8,
@@ -204,12 +231,19 @@ def main():
   args = parser.parse_args()
   if args.worker:
     return worker(args)
-  if args.peer == "tfp" and args.plain_num_levels not in (None, 2):
-    parser.error("--peer tfp compares the identical architecture: tfb.Glow "
-                 "here has L = 2, so --plain-num-levels must be 2")
+  if args.peer in ("tfp", "normflows") and args.plain_num_levels not in (
+      None, 2):
+    parser.error(f"--peer {args.peer} compares the identical architecture, "
+                 "L = 2 here, so --plain-num-levels must be 2")
+  if args.peer == "normflows" and not pathlib.Path(
+      args.torch_python).is_file():
+    parser.error(f"no Python at {args.torch_python}; make the PyTorch venv "
+                 "as bench_glow_normflows.py's docstring says, or pass "
+                 "--torch-python / set TORCH_PYTHON")
 
   ours, peer = [], []
-  peer_name = {"tfp": "tfb.Glow", "defaults": "GlowModel defaults"}[args.peer]
+  peer_name = {"tfp": "tfb.Glow", "defaults": "GlowModel defaults",
+               "normflows": "normflows Glow"}[args.peer]
   for round_index in range(args.rounds):
     order = (("ours", args.peer) if round_index % 2 == 0
              else (args.peer, "ours"))
@@ -228,6 +262,10 @@ def main():
       "peak_rss_mb": statistics.median(o["peak_rss_mb"] for o in ours),
       "peer_peak_rss_mb": statistics.median(p["peak_rss_mb"] for p in peer),
       "peer": args.peer, "rounds": args.rounds,
+      # normflows' worker reports torch's and normflows' versions, threads
+      # and parameter count.
+      **{f"peer_{key}": peer[-1][key] for key in (
+          "torch", "normflows", "threads", "parameters") if key in peer[-1]},
       "peer_hidden_channels": args.peer_hidden_channels,
       "peer_num_steps": args.peer_num_steps,
       "peer_num_levels": args.peer_num_levels,
