@@ -17,7 +17,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import tfp_flows.models  # noqa: E402,F401  (registers GlowModel for loading)
 from tfp_flows.bijectors import AffineCoupling  # noqa: E402
 
 
