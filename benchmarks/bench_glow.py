@@ -79,7 +79,7 @@ def _peak_rss_mb():
 
 def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
              hidden_channels=64, num_steps=8, num_levels=None,
-             top_mixture_components=None):
+             top_mixture_components=None, steps_per_execution=1):
   """img/s of GlowModel: plain (PLAIN_GLOW; `num_levels`, default 2, with
   the least zero border they need) or at its defaults."""
   import keras
@@ -98,7 +98,8 @@ def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
                     hidden_channels=hidden_channels, **levels, **mixture,
                     **plain)
   model.compile(optimizer=None if defaults else keras.optimizers.Adam(1e-3),
-                jit_compile=jit_compile)
+                jit_compile=jit_compile,
+                steps_per_execution=steps_per_execution)
   times = {}
 
   class Clock(keras.callbacks.Callback):
@@ -155,6 +156,7 @@ def worker(args):
   if args.worker in ("ours", "defaults"):
     img_per_s = run_ours(args.batch_size, args.warmup, args.steps, args.jit,
                          defaults=args.worker == "defaults",
+                         steps_per_execution=args.steps_per_execution,
                          **({"hidden_channels": args.peer_hidden_channels,
                              "num_steps": args.peer_num_steps,
                              "num_levels": args.peer_num_levels,
@@ -170,7 +172,8 @@ def worker(args):
 # The options a worker process needs, passed on as given.
 WORKER_OPTIONS = ("batch_size", "warmup", "steps", "peer_hidden_channels",
                   "peer_num_steps", "peer_num_levels",
-                  "peer_top_mixture_components", "plain_num_levels")
+                  "peer_top_mixture_components", "plain_num_levels",
+                  "steps_per_execution")
 
 
 def measure(which, args):
@@ -202,6 +205,11 @@ def main():
   parser.add_argument("--steps", type=int, default=60)
   parser.add_argument("--jit", action="store_true",
                       help="compile GlowModel's train step with XLA")
+  parser.add_argument("--steps-per-execution", type=int, default=1,
+                      help="GlowModel's compile(steps_per_execution=...): "
+                           "steps a tf.function call runs (a divisor of "
+                           "--warmup and --steps, so the clock's batches "
+                           "are reported)")
   parser.add_argument("--peer", choices=["tfp", "defaults", "normflows"],
                       default="tfp",
                       help="what the plain GlowModel is compared with")
