@@ -84,7 +84,9 @@ def main():
     if all("peak_rss_mb" in r for r in results[name]):
       summary[name]["median_peak_rss_mb"] = statistics.median(
           r["peak_rss_mb"] for r in results[name])
-    print(f"{name} {trees[name]} {' '.join(args.env_a if name == 'A' else args.env_b)}: median {statistics.median(rates):.1f} img/s "
+    settings = " ".join("=".join(setting) for setting in envs[name])
+    print(f"{name} {trees[name]} {settings}: median "
+          f"{statistics.median(rates):.1f} img/s "
           f"(range {min(rates):.1f}-{max(rates):.1f})")
   ratios = [b["img_per_s"] / a["img_per_s"]
             for a, b in zip(results["A"], results["B"])]

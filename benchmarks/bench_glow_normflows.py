@@ -5,9 +5,9 @@ GlowModel's training step, run by `bench_glow.py --peer normflows`.
 coupling with scale sigmoid(h + 2), conv3x3(64)-ReLU-conv1x1(64)-ReLU-zero-
 init conv3x3, LU-parametrized invertible 1x1 convolution, ActNorm), squeezes
 with `nf.flows.Squeeze`, plain split (`nf.flows.Merge`), a `DiagGaussian`
-base at each exit as normflows' own Glow example builds it (its mean and log
-scale are learned: 392 + 392 parameters that GlowModel's plain split does
-not have), batch 64, float32, Adam(1e-3), eager PyTorch.
+base at each exit as normflows' own Glow example builds it (their means and
+log scales are learned: 1,568 parameters, 2 x 784, that GlowModel's plain
+split does not have), batch 64, float32, Adam(1e-3), eager PyTorch.
 
 Runs in its own virtual environment, kept apart from the project's (the
 same one as bench_flow_vae_torch.py's):
