@@ -9,8 +9,8 @@ def assert_equal_up_to_rounding(actual, expected):
 
   `GlowModel` quantizes with `floor(x * 256)`. The same float image computed
   by a SavedModel's graph (which Grappler rewrites) and by eager ops, or for
-  another batch size (oneDNN picks kernels by shape), differs by float noise
-  (about 1e-5 of a level here); a pixel within that noise of a level boundary
+  another batch size (oneDNN picks kernels by shape), differs by float noise;
+  a pixel within that noise of a level boundary
   then lands on the neighbouring level. A flaky export test (one of 256
   pixels, on CI's machine) is how this was found. A wrong latent or a wrong
   mixture component moves many pixels by many levels.
