@@ -1,6 +1,7 @@
 """PyTorch twin of bench_flow_vae.py: FlowVAE's training step (planar K = 40,
 latent 40, MLP 784-400-400, batch 100, float32) written in plain PyTorch,
-for a side-by-side speed comparison with tfp_flows.
+for a side-by-side speed comparison with tfp_flows. `--num-flows 0` is the
+diagonal-Gaussian VAE (`FlowVAE(flow="none")`).
 
 Runs in its own virtual environment, kept apart from the project's:
 
@@ -8,6 +9,7 @@ Runs in its own virtual environment, kept apart from the project's:
     ../torchvenv/bin/pip install torch==2.13.0 numpy
     ../torchvenv/bin/python benchmarks/bench_flow_vae_torch.py
     ../torchvenv/bin/python benchmarks/bench_flow_vae_torch.py --mode compile
+    ../torchvenv/bin/python benchmarks/bench_flow_vae_torch.py --num-flows 0
 
 The model, loss and optimizer are those of `FlowVAE(flow="planar")`'s
 `train_step`: the same layers and parameter count, Keras' initializers,
@@ -69,8 +71,10 @@ class FlowVAE(nn.Module):
         module for i in range(len(hidden_units))
         for module in (dense(widths[i], widths[i + 1]), nn.ReLU())])
     self.posterior_head = dense(widths[-1], 2 * latent_dim)
-    # Per step [u (D), w (D), b (1)], as PLANAR.param_size(D) in tfp_flows.
-    self.flow_head = dense(widths[-1], num_flows * (2 * latent_dim + 1))
+    # Per step [u (D), w (D), b (1)], as PLANAR.param_size(D) in tfp_flows;
+    # none for the diagonal model.
+    self.flow_head = (dense(widths[-1], num_flows * (2 * latent_dim + 1))
+                      if num_flows else None)
     widths = (latent_dim,) + tuple(reversed(hidden_units))
     self.decoder = nn.Sequential(*[
         module for i in range(len(hidden_units))
@@ -84,6 +88,21 @@ class FlowVAE(nn.Module):
     dim = self.latent_dim
     h = self.encoder(images)
     loc, log_scale = self.posterior_head(h).chunk(2, dim=-1)
+    z = loc + torch.exp(log_scale) * noise
+    log_q0 = -(0.5 * noise.square() + log_scale + HALF_LOG_2PI).sum(-1)
+    log_det = torch.zeros_like(log_q0)
+    if self.num_flows:
+      z, log_det = self.flow(h, z, log_det)
+    logits = self.logits_head(self.decoder(z))
+    log_likelihood = -F.binary_cross_entropy_with_logits(
+        logits, images, reduction="none").sum(-1)
+    log_prior = -(0.5 * z.square() + HALF_LOG_2PI).sum(-1)
+    return log_q0 - log_det - beta * (log_likelihood + log_prior)
+
+  def flow(self, h, z, log_det):
+    """The planar flow of encoder features `h` applied to `z`, and
+    `log_det` plus its summed log-det."""
+    dim = self.latent_dim
     params = (FLOW_HEAD_LR_MULTIPLIER * (h @ self.flow_head.weight.T) +
               self.flow_head.bias).view(-1, self.num_flows, 2 * dim + 1)
     u, w, b = params[..., :dim], params[..., dim:2 * dim], params[..., 2 * dim]
@@ -96,18 +115,15 @@ class FlowVAE(nn.Module):
     u_hat = u + ((F.softplus(w_dot_u) - 1. - w_dot_u)
                  / (w * w).sum(-1)).unsqueeze(-1) * w
     c = (w * u_hat).sum(-1)  # w^T u_hat > -1
-    z = loc + torch.exp(log_scale) * noise
-    log_q0 = -(0.5 * noise.square() + log_scale + HALF_LOG_2PI).sum(-1)
-    log_det = torch.zeros_like(log_q0)
-    for k in range(self.num_flows):
-      tanh_h = torch.tanh((w[:, k] * z).sum(-1) + b[:, k])
-      z = z + u_hat[:, k] * tanh_h.unsqueeze(-1)
-      log_det = log_det + torch.log1p(c[:, k] * (1. - tanh_h.square()))
-    logits = self.logits_head(self.decoder(z))
-    log_likelihood = -F.binary_cross_entropy_with_logits(
-        logits, images, reduction="none").sum(-1)
-    log_prior = -(0.5 * z.square() + HALF_LOG_2PI).sum(-1)
-    return log_q0 - log_det - beta * (log_likelihood + log_prior)
+    # Split into steps once (as tfp_flows' families do): the backward of an
+    # unbind is one stack, that of indexing [:, k] a full-size tensor per
+    # step.
+    for u_hat_k, w_k, b_k, c_k in zip(u_hat.unbind(1), w.unbind(1),
+                                      b.unbind(1), c.unbind(1)):
+      tanh_h = torch.tanh((w_k * z).sum(-1) + b_k)
+      z = z + u_hat_k * tanh_h.unsqueeze(-1)
+      log_det = log_det + torch.log1p(c_k * (1. - tanh_h.square()))
+    return z, log_det
 
 
 def loss_fn(model, images, beta):

@@ -72,6 +72,21 @@ def test_rejects_parameters_of_the_wrong_size():
                                              tf.zeros([2, DIM]))
 
 
+@pytest.mark.parametrize("flow", ["planar", "radial"])
+def test_unknown_number_of_steps_is_refused_with_its_shape(flow):
+  # Traced with K unknown, the steps cannot be unrolled: say so, not a
+  # TypeError from deep inside.
+  family = get_family(flow)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, family.param_size(DIM)])])
+  def forward(params):
+    return family.forward_and_log_det(params, DIM, tf.zeros([2, DIM]))
+
+  with pytest.raises(ValueError, match=r"static number of steps K.*None"):
+    forward.get_concrete_function()
+
+
 def test_unknown_family_names_the_known_ones():
   with pytest.raises(ValueError, match=r"one of \('planar', 'radial'\)"):
     get_family("sylvester")

@@ -43,11 +43,14 @@ class FlowFamily:
     name: what users pass (`FlowVAE(flow=name)`).
     param_size: `D -> P`, the reals parametrizing one step on `R^D`.
     make_bijector: `(params [..., P], D, name) -> tfb.Bijector`, one step.
-    constrain: `(params [..., K, P], D) -> constrained`, the valid
-      parameters of all `K` steps at once (a tuple of tensors with the `K`
-      axis kept).
-    step: `(z [..., D], constrained, k) -> (z', log|det J|)`, step `k` with
-      its log-det, from `constrain`'s output.
+    constrain: `(params [..., K, P], D) -> [step_0, ..., step_{K-1}]`, the
+      valid parameters of each of the `K` steps (each a tuple of tensors),
+      computed for all `K` at once and then unstacked along the `K` axis.
+      Unstacked once, not indexed per step: the gradient of an unstack is
+      one stack, while each index `[..., k, :]` has a gradient the size of
+      all `K` steps' (`StridedSliceGrad`), `K^2` work in all.
+    step: `(z [..., D], step_params) -> (z', log|det J|)`, one step with its
+      log-det, from one element of `constrain`'s output.
     near_identity: `(K, D, seed) -> params [K, P]`, a start for `K` steps
       that moves `z` little and has log-det 0 (see each family).
   """
@@ -82,10 +85,12 @@ class FlowFamily:
     the chain of `bijectors(params, dim)`, in fewer ops."""
     params = self.checked_params(params, dim)
     z = tf.convert_to_tensor(z)
-    constrained = self.constrain(params, dim)
+    if params.shape[-2] is None:
+      raise ValueError(f"{self.name} flow parameters need a static number "
+                       f"of steps K (axis -2); got shape {params.shape}.")
     log_det = tf.zeros(tf.shape(z)[:-1], z.dtype)
-    for k in range(params.shape[-2]):
-      z, step_log_det = self.step(z, constrained, k)
+    for step_params in self.constrain(params, dim):
+      z, step_log_det = self.step(z, step_params)
       log_det += step_log_det
     return z, log_det
 

@@ -334,13 +334,16 @@ def _near_identity(num_flows, dim, seed, scale=0.1):
 
 
 def _constrain(params, dim):
-  return planar_constrained_params(*_unpack(params, dim))
+  """Per-step `(u_hat, w, b, log(1 + w^T u_hat))` of parameters
+  `[..., K, 2 D + 1]`, constrained for all `K` steps at once."""
+  u_hat, w, b, log_one_plus_c = planar_constrained_params(
+      *_unpack(params, dim))
+  return list(zip(tf.unstack(u_hat, axis=-2), tf.unstack(w, axis=-2),
+                  tf.unstack(b, axis=-1), tf.unstack(log_one_plus_c, axis=-1)))
 
 
-def _step(z, constrained, k):
-  u_hat, w, b, log_one_plus_c = constrained
-  return planar_step(z, u_hat[..., k, :], w[..., k, :], b[..., k],
-                     log_one_plus_c[..., k])
+def _step(z, step_params):
+  return planar_step(z, *step_params)
 
 
 PLANAR = register_family(FlowFamily(

@@ -343,13 +343,15 @@ def _near_identity(num_flows, dim, seed):
 
 
 def _constrain(params, dim):
+  """Per-step `(z0, alpha, alpha + beta)` of parameters `[..., K, D + 2]`,
+  constrained for all `K` steps at once."""
   z0, alpha, beta = _unpack(params, dim)
-  return z0, alpha, alpha + beta
+  return list(zip(tf.unstack(z0, axis=-2), tf.unstack(alpha, axis=-1),
+                  tf.unstack(alpha + beta, axis=-1)))
 
 
-def _step(z, constrained, k):
-  z0, alpha, alpha_plus_beta = constrained
-  return radial_step(z, z0[..., k, :], alpha[..., k], alpha_plus_beta[..., k])
+def _step(z, step_params):
+  return radial_step(z, *step_params)
 
 
 RADIAL = register_family(FlowFamily(
