@@ -30,6 +30,17 @@ from tfp_flows.models import FlowVAE  # noqa: E402
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def load_images(count=20_000):
+  """The first `count` binarized MNIST training digits `[count, 28, 28, 1]`
+  uint8, or random pixels of the same sparsity when the data is absent
+  (speed does not depend on the pixels)."""
+  manual_dir = SHARED / "binarized_mnist"
+  if manual_dir.is_dir():
+    return data.load_binarized_mnist(manual_dir)["train"][:count]
+  return (np.random.default_rng(0).random((count, 28, 28, 1)) < 0.13
+          ).astype(np.uint8)
+
+
 class RoundClock(keras.callbacks.Callback):
   """Seconds of each run of `steps` consecutive training steps, end of batch
   to end of batch, inside one `fit`.
@@ -67,12 +78,7 @@ def main():
                            "distribution strategy)")
   args = parser.parse_args()
 
-  manual_dir = SHARED / "binarized_mnist"
-  if manual_dir.is_dir():
-    images = data.load_binarized_mnist(manual_dir)["train"][:20_000]
-  else:  # same shapes and sparsity; speed does not depend on the pixels
-    images = (np.random.default_rng(0).random((20_000, 28, 28, 1)) < 0.13
-              ).astype(np.uint8)
+  images = load_images()
   keras.utils.set_random_seed(0)
   model = FlowVAE(latent_dim=40, flow=args.flow, num_flows=args.num_flows,
                   hidden_units=(400, 400))

@@ -85,7 +85,7 @@ def main():
   parser.add_argument("--profile", action="store_true",
                       help="instead of timing, print torch.profiler's self "
                            "CPU time by op over --steps steps (the twin of "
-                           "profile_glow_step.py's summary)")
+                           "profile_step.py's summary)")
   parser.add_argument("--threads", type=int, default=None,
                       help="torch.set_num_threads (default: torch's, one "
                            "per core)")

@@ -3,6 +3,8 @@ XLA, against its PyTorch twin, eager and torch.compile'd, measured side by
 side.
 
     python benchmarks/compare_flow_vae_speed.py
+    python benchmarks/compare_flow_vae_speed.py --num-flows 10
+    python benchmarks/compare_flow_vae_speed.py --flow none   # diagonal VAE
     python benchmarks/compare_flow_vae_speed.py --repeats 5 --skip-compile
     TORCH_PYTHON=/other/venv/bin/python \
         python benchmarks/compare_flow_vae_speed.py
@@ -48,6 +50,9 @@ def main():
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--num-flows", type=int, default=40)
+  parser.add_argument("--flow", choices=("planar", "none"), default="planar",
+                      help="planar, or none: the diagonal-Gaussian VAE "
+                           "(--num-flows is then ignored)")
   parser.add_argument("--torch-python",
                       default=os.environ.get("TORCH_PYTHON",
                                              DEFAULT_TORCH_PYTHON),
@@ -61,10 +66,13 @@ def main():
              f"bench_flow_vae_torch.py's docstring says, or pass "
              f"--torch-python / set TORCH_PYTHON.")
 
+  if args.flow == "none":
+    args.num_flows = 0
   common = ["--steps", str(args.steps), "--rounds", str(args.rounds),
             "--num-flows", str(args.num_flows)]
   torch_bench = [args.torch_python, HERE / "bench_flow_vae_torch.py"]
-  tf_bench = [sys.executable, HERE / "bench_flow_vae.py"] + common
+  tf_bench = [sys.executable, HERE / "bench_flow_vae.py", "--flow",
+              args.flow] + common
   implementations = {
       "tf": ("TF: tfp_flows FlowVAE, model.fit", tf_bench),
       "tf_no_xla": ("TF: the same, jit_compile=False",
@@ -89,7 +97,9 @@ def main():
       print(f"{report['img_per_s']:,.0f} img/s", file=sys.stderr, flush=True)
 
   summary = {key: statistics.median(values) for key, values in medians.items()}
-  print(f"\nFlowVAE planar K={args.num_flows}, batch 100, {args.repeats} "
+  model = (f"planar K={args.num_flows}" if args.num_flows else
+           "diagonal (flow none)")
+  print(f"\nFlowVAE {model}, batch 100, {args.repeats} "
         f"repeats of {args.rounds} rounds x {args.steps} steps; img/s, "
         f"median of rounds per repeat (PyTorch {torch_version}, {threads} "
         f"threads)\n")
@@ -106,7 +116,8 @@ def main():
       "ratio_to_tf": {key: value / summary["tf"]
                       for key, value in summary.items()},
       "steps": args.steps, "rounds": args.rounds,
-      "num_flows": args.num_flows, "torch": torch_version,
+      "flow": args.flow, "num_flows": args.num_flows,
+      "torch": torch_version,
       "threads": threads}))
 
 

@@ -1,9 +1,11 @@
-"""Where a Glow training step's time goes: a TensorFlow profiler trace of a
-few `fit` steps, summarized per op type and per op.
+"""Where a training step's time goes: a TensorFlow profiler trace of a few
+`fit` steps, summarized per op type and per op.
 
-    python benchmarks/profile_glow_step.py                  # GlowModel's defaults
-    python benchmarks/profile_glow_step.py --plain          # bench_glow's plain L = 2
-    python benchmarks/profile_glow_step.py --trace-dir runs/profile
+    python benchmarks/profile_step.py                  # GlowModel's defaults
+    python benchmarks/profile_step.py --model glow-plain   # bench_glow's plain L = 2
+    python benchmarks/profile_step.py --model flow-vae     # bench_flow_vae's planar K = 40
+    python benchmarks/profile_step.py --model flow-vae --num-flows 10 --jit-compile off
+    python benchmarks/profile_step.py --trace-dir runs/profile
 
 The trace (TensorBoard's Profile tab reads it) goes to --trace-dir; the
 summary needs xprof's converter (`pip install xprof`; installing it in a
@@ -12,6 +14,11 @@ python as --xprof-python), which turns the trace into the framework-op statistic
 that TensorBoard's profile plugin shows (checked with xprof 2.24.2). Shares of self time are what this
 is for; absolute times drift with the machine (see bench_glow.py for
 throughput side by side).
+
+Under XLA (`FlowVAE`'s default) the step's arithmetic is one cluster: the
+summary shows it as one op (`_XlaRun`), with what stays outside it (input
+checks, noise, the Keras loop) beside it; `--jit-compile off` shows the
+same arithmetic op by op.
 """
 
 import argparse
@@ -43,18 +50,31 @@ def trace(args):
   import tensorflow as tf
 
   sys.path.insert(0, str(HERE))
+  import bench_flow_vae
   import bench_glow
   from tfp_flows import data
-  from tfp_flows.models import PLAIN_GLOW, GlowModel
+  from tfp_flows.models import PLAIN_GLOW, FlowVAE, GlowModel
 
-  images = bench_glow._images(args.batch_size * 50)
-  if args.plain:
-    model = GlowModel(image_shape=(28, 28, 1), num_levels=2, **PLAIN_GLOW)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+  jit_compile = {"auto": "auto", "on": True, "off": False}[args.jit_compile]
+  if args.model == "flow-vae":
+    batch_size = args.batch_size or 100
+    images = bench_flow_vae.load_images(batch_size * 50)
+    keras.utils.set_random_seed(0)
+    model = FlowVAE(latent_dim=40, flow=args.flow, num_flows=args.num_flows,
+                    hidden_units=(400, 400))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  jit_compile=jit_compile)
   else:
-    model = GlowModel(image_shape=(28, 28, 1))
-    model.compile()
-  dataset = data.image_dataset(images, args.batch_size, shuffle=True,
+    batch_size = args.batch_size or 64
+    images = bench_glow._images(batch_size * 50)
+    if args.model == "glow-plain":
+      model = GlowModel(image_shape=(28, 28, 1), num_levels=2, **PLAIN_GLOW)
+      model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                    jit_compile=jit_compile)
+    else:
+      model = GlowModel(image_shape=(28, 28, 1))
+      model.compile(jit_compile=jit_compile)
+  dataset = data.image_dataset(images, batch_size, shuffle=True,
                                repeat=True)
   model.fit(dataset, steps_per_epoch=args.warmup, epochs=1, verbose=0)
 
@@ -97,14 +117,24 @@ def summarize(args):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--plain", action="store_true",
-                      help="bench_glow's plain L = 2 model, not the defaults")
-  parser.add_argument("--batch-size", type=int, default=64)
+  parser.add_argument("--model", choices=("glow", "glow-plain", "flow-vae"),
+                      default="glow",
+                      help="GlowModel's defaults, bench_glow's plain L = 2 "
+                           "Glow, or bench_flow_vae's FlowVAE")
+  parser.add_argument("--plain", action="store_const", const="glow-plain",
+                      dest="model", help="the same as --model glow-plain")
+  parser.add_argument("--flow", default="planar",
+                      help="FlowVAE's flow family, or none")
+  parser.add_argument("--num-flows", type=int, default=40)
+  parser.add_argument("--jit-compile", choices=("auto", "on", "off"),
+                      default="auto", help="the model's compile(jit_compile)")
+  parser.add_argument("--batch-size", type=int,
+                      help="default: 64 for Glow, 100 for FlowVAE")
   parser.add_argument("--warmup", type=int, default=10)
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--top", type=int, default=40)
   parser.add_argument("--trace-dir", type=pathlib.Path,
-                      default=pathlib.Path("runs/profile_glow_step"))
+                      default=pathlib.Path("runs/profile_step"))
   parser.add_argument("--xprof-python", default="python",
                       help="a python that has xprof installed")
   parser.add_argument("--summarize-only", action="store_true")
