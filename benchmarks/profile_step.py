@@ -18,7 +18,13 @@ throughput side by side).
 Under XLA (`FlowVAE`'s default) the step's arithmetic is one cluster: the
 summary shows it as one op (`_XlaRun`), with what stays outside it (input
 checks, noise, the Keras loop) beside it; `--jit-compile off` shows the
-same arithmetic op by op.
+same arithmetic op by op, and `--xla-kernels` looks inside the cluster: it
+has XLA trace each kernel it runs (`--xla_cpu_enable_xprof_traceme`) and
+sums their time per step by kind (dots, fusions, copies, ...), beside the
+step's wall time and the XLA executable's (from xprof's trace viewer data).
+
+    python benchmarks/profile_step.py --model flow-vae --num-flows 10 \
+        --steps 40 --warmup 40 --xla-kernels --xprof-python ../xprofvenv/bin/python
 """
 
 import argparse
@@ -43,6 +49,57 @@ labels = [c["label"] for c in table["cols"]]
 print(json.dumps([dict(zip(labels, (c["v"] if c else None for c in r["c"])))
                   for r in table["rows"]]))
 """
+
+# Run in xprof's python: the complete events of a trace, as
+# [name, duration in us] pairs.
+_EVENTS = r"""
+import json, sys
+from xprof.convert import raw_to_tool_data
+data, _ = raw_to_tool_data.xspace_to_tool_data(sys.argv[1:], "trace_viewer", {})
+if isinstance(data, bytes):
+  data = data.decode()
+print(json.dumps([[e["name"], e.get("dur", 0)]
+                  for e in json.loads(data)["traceEvents"] if e.get("ph") == "X"]))
+"""
+# Events that enclose others (runtime bookkeeping around the kernels), and
+# the two whose totals are reported per step.
+_ENCLOSING = ("ThreadpoolListener::Region", "ThunkExecutor::Execute",
+              "EagerExecute", "ExecutorState::Process", "BlockUntilReady",
+              "TFE_Py_ExecuteCancelable", "EagerKernelExecute", "FunctionRun",
+              "KernelAndDeviceFunc::Run", "ExecutorState::ProcessAsync::Start",
+              "TFE_Py_FastPathExecute_C")
+_STEP, _EXECUTABLE = "multi_step_on_iterator", "CpuExecutable::ExecuteAsyncOnStream"
+
+
+def summarize_xla_kernels(args, path):
+  events = json.loads(subprocess.run(
+      [args.xprof_python, "-c", _EVENTS, path], check=True,
+      capture_output=True, text=True).stdout)
+  totals, counts = {}, {}
+  for name, duration in events:
+    if (name in _ENCLOSING or name.startswith(("EagerLocalExecute", "end: "))
+        or "Iterator" in name):
+      continue
+    if name in (_STEP, _EXECUTABLE):
+      kind = name
+    elif name.startswith(("MatMul", "dot", "convolution")):
+      kind = "dots and convolutions"
+    elif "fusion" in name:
+      kind = "fusions"
+    elif name.startswith("wrapped_"):
+      kind = name.split(".")[0]
+    else:
+      kind = "other: " + name.split(".")[0]
+    totals[kind] = totals.get(kind, 0.) + duration
+    counts[kind] = counts.get(kind, 0) + 1
+  per_step = {k: v / 1e3 / args.steps for k, v in totals.items()}
+  print(f"step {per_step.get(_STEP, 0.):.2f} ms, of which the XLA executable "
+        f"{per_step.get(_EXECUTABLE, 0.):.2f} ms (profiled, so slower than "
+        f"unprofiled steps); kernels by kind, ms a step:")
+  kernels = {k: v for k, v in per_step.items() if k not in (_STEP, _EXECUTABLE)}
+  for kind, ms in sorted(kernels.items(), key=lambda kv: -kv[1])[:args.top]:
+    print(f"{ms:8.2f} ms  {counts[kind] // args.steps:6d} a step  {kind}")
+  print(json.dumps({"ms_per_step": per_step}))
 
 
 def trace(args):
@@ -89,12 +146,16 @@ def trace(args):
             callbacks=[Profile()])
 
 
-def summarize(args):
+def _latest_trace(args):
   paths = sorted(str(p) for p in args.trace_dir.rglob("*.xplane.pb"))
   if not paths:
     sys.exit(f"no *.xplane.pb under {args.trace_dir}")
+  return paths[-1]
+
+
+def summarize(args):
   rows = json.loads(subprocess.run(
-      [args.xprof_python, "-c", _SUMMARIZE, paths[-1]], check=True,
+      [args.xprof_python, "-c", _SUMMARIZE, _latest_trace(args)], check=True,
       capture_output=True, text=True).stdout)
   rows = [r for r in rows if r.get("Host/device") == "Host"]
   time_key = "Total self-time (us)"
@@ -138,10 +199,19 @@ def main():
   parser.add_argument("--xprof-python", default="python",
                       help="a python that has xprof installed")
   parser.add_argument("--summarize-only", action="store_true")
+  parser.add_argument("--xla-kernels", action="store_true",
+                      help="time the kernels inside XLA clusters instead")
   args = parser.parse_args()
+  if args.xla_kernels:
+    # Read when XLA first compiles, so before tracing starts.
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_enable_xprof_traceme=true")
   if not args.summarize_only:
     trace(args)
-  summarize(args)
+  if args.xla_kernels:
+    summarize_xla_kernels(args, _latest_trace(args))
+  else:
+    summarize(args)
 
 
 if __name__ == "__main__":
