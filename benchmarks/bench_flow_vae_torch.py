@@ -85,23 +85,22 @@ class FlowVAE(nn.Module):
     """Per-example annealed free energy `[N]` of flattened float images
     `[N, 784]` for standard-normal `noise` `[N, D]`:
     `log q_0(z_0) - sum_k log|det| - beta (log p(x|z_K) + log p(z_K))`."""
-    dim = self.latent_dim
     h = self.encoder(images)
     loc, log_scale = self.posterior_head(h).chunk(2, dim=-1)
     z = loc + torch.exp(log_scale) * noise
     log_q0 = -(0.5 * noise.square() + log_scale + HALF_LOG_2PI).sum(-1)
-    log_det = torch.zeros_like(log_q0)
+    log_det = 0.
     if self.num_flows:
-      z, log_det = self.flow(h, z, log_det)
+      z, log_det = self.flow(h, z)
     logits = self.logits_head(self.decoder(z))
     log_likelihood = -F.binary_cross_entropy_with_logits(
         logits, images, reduction="none").sum(-1)
     log_prior = -(0.5 * z.square() + HALF_LOG_2PI).sum(-1)
     return log_q0 - log_det - beta * (log_likelihood + log_prior)
 
-  def flow(self, h, z, log_det):
-    """The planar flow of encoder features `h` applied to `z`, and
-    `log_det` plus its summed log-det."""
+  def flow(self, h, z):
+    """The planar flow of encoder features `h` applied to `z`, and its
+    summed log-det."""
     dim = self.latent_dim
     params = (FLOW_HEAD_LR_MULTIPLIER * (h @ self.flow_head.weight.T) +
               self.flow_head.bias).view(-1, self.num_flows, 2 * dim + 1)
@@ -115,6 +114,7 @@ class FlowVAE(nn.Module):
     u_hat = u + ((F.softplus(w_dot_u) - 1. - w_dot_u)
                  / (w * w).sum(-1)).unsqueeze(-1) * w
     c = (w * u_hat).sum(-1)  # w^T u_hat > -1
+    log_det = torch.zeros_like(b[:, 0])
     # Split into steps once (as tfp_flows' families do): the backward of an
     # unbind is one stack, that of indexing [:, k] a full-size tensor per
     # step.
