@@ -102,11 +102,14 @@ def test_glow_fit_on_out_of_range_data_stops_with_the_reason():
 
 @pytest.mark.parametrize("bad, message", [
     (_pixels(np.float32, 0.5), r"binary images .*; got \[0.5"),
-    (_pixels(np.uint8, 255), r"binary images .*; got \[255.0"),
+    (_pixels(np.uint8, 255), r"binary images .*; got \[255\b"),
+    (_pixels(np.int32, 2), r"binary images .*; got \[2\b"),
+    (_pixels(np.int64, -1), r"binary images .*; got \[-1\b"),
     (_pixels(np.float32, np.nan), r"binary images .*; got \[nan"),
     (_pixels(np.float32, -np.inf), r"binary images .*; got \[-inf"),
     (np.zeros((2, 64), np.float32), r"shape \[N, 8, 8, 1\]; got \(2, 64\)"),
-], ids=["grey", "uint8_255", "nan", "inf", "flat"])
+], ids=["grey", "uint8_255", "int32_2", "int64_negative", "nan", "inf",
+        "flat"])
 def test_flow_vae_rejects_what_is_not_a_binary_image(vae, bad, message):
   for method in (vae.elbo, vae.encode, vae.posterior,
                  lambda x: vae.log_importance_weights(x, 3)):
@@ -142,14 +145,21 @@ def test_flow_vae_decode_and_sample_reject_bad_latents_and_counts(vae):
     vae.sample(-2)
 
 
-def test_flow_vae_fit_on_grey_data_stops_with_the_reason():
+@pytest.mark.parametrize("bad", [
+    np.float32(0.5), np.uint8(255), np.int32(-1)], ids=lambda v: v.dtype.name)
+def test_flow_vae_fit_on_non_binary_data_stops_with_the_reason(bad):
+  # In `fit` the check is a graph's `Assert` (each dtype its own test).
   model = FlowVAE(latent_dim=2, flow="radial", num_flows=1, hidden_units=(8,),
                   image_shape=(8, 8, 1))
   model.compile(optimizer=keras.optimizers.Adam(1e-3))
-  grey = np.random.default_rng(4).uniform(size=(32, 8, 8, 1)).astype(np.float32)
-  with pytest.raises(tf.errors.InvalidArgumentError, match="binary images"):
-    model.fit(data.image_dataset(grey, 16), epochs=1, verbose=0)
-  assert int(model.optimizer.iterations.numpy()) == 0
+  images = (np.random.default_rng(4).uniform(size=(32, 8, 8, 1)) < 0.3
+            ).astype(bad.dtype)
+  images[17, 3, 4, 0] = bad
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=rf"binary images .*; got.*\[{bad}"):
+    model.fit(data.image_dataset(images, 16), epochs=1, verbose=0)
+  # The bad image is in the second batch: the first step was applied.
+  assert int(model.optimizer.iterations.numpy()) == 1
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -44,14 +44,22 @@ def check_values(tensor, ok, message, culprits):
 
   Otherwise eagerly a `ValueError`, and in a graph (`fit`, exports) an
   `InvalidArgumentError`, each starting with `message` and showing up to
-  five offending values from `culprits`.
+  five offending values: `culprits()`, a callable returning a tensor of
+  them, called only when the check fails (in a graph, inside the failing
+  branch of a `tf.cond`). Gathering them is a pass over `tensor` as costly
+  as the check itself, and checks run on every training step.
   """
   if tf.executing_eagerly():
     if not bool(ok):
-      raise ValueError(f"{message}; got {culprits.numpy()[:5].tolist()}.")
+      raise ValueError(f"{message}; got {culprits().numpy()[:5].tolist()}.")
     return tensor
-  with tf.control_dependencies([tf.debugging.Assert(
-      ok, [f"{message}; got", culprits[:5]], summarize=5)]):
+
+  def fail():
+    with tf.control_dependencies([tf.debugging.Assert(
+        False, [f"{message}; got", culprits()[:5]], summarize=5)]):
+      return tf.identity(ok)
+
+  with tf.control_dependencies([tf.cond(ok, lambda: tf.identity(ok), fail)]):
     return tf.identity(tensor)
 
 
@@ -69,4 +77,4 @@ def checked_latents(latents, dim, model_name, dtype=tf.float32):
   finite = tf.math.is_finite(latents)
   return check_values(latents, tf.reduce_all(finite),
                       f"{model_name}: latents must be finite",
-                      tf.boolean_mask(latents, tf.logical_not(finite)))
+                      lambda: tf.boolean_mask(latents, tf.logical_not(finite)))

@@ -435,14 +435,14 @@ class GlowModel(FlowModel):
     labels = check_values(
         labels, tf.reduce_all(in_range),
         f"GlowModel.{where}: labels must be in [0, {self.num_classes})",
-        tf.boolean_mask(labels, tf.logical_not(in_range)))
+        lambda: tf.boolean_mask(labels, tf.logical_not(in_range)))
     if count is not None:
       count = tf.cast(count, tf.int32)
       labels = check_values(
           labels, tf.equal(tf.shape(labels)[0], count),
           f"GlowModel.{where}: labels must have one entry per image or "
           f"latent; got (labels, images or latents)",
-          tf.stack([tf.shape(labels)[0], count]))
+          lambda: tf.stack([tf.shape(labels)[0], count]))
     return labels
 
   # Images <-> the continuous space ----------------------------------------
@@ -468,7 +468,7 @@ class GlowModel(FlowModel):
     return check_values(
         images, tf.reduce_all(in_range),
         "GlowModel expects pixel values in [0, 255]",
-        tf.boolean_mask(values, tf.logical_not(in_range)))
+        lambda: tf.boolean_mask(values, tf.logical_not(in_range)))
 
   def _dequantize(self, images, noise):
     """`(padded images + noise) / 256`; `noise` is of `flow_image_shape`
