@@ -6,6 +6,7 @@ side.
     python benchmarks/compare_flow_vae_speed.py --num-flows 10
     python benchmarks/compare_flow_vae_speed.py --flow none   # diagonal VAE
     python benchmarks/compare_flow_vae_speed.py --repeats 5 --skip-compile
+    python benchmarks/compare_flow_vae_speed.py --flow none --steps-per-execution 20
     TORCH_PYTHON=/other/venv/bin/python \
         python benchmarks/compare_flow_vae_speed.py
 
@@ -53,6 +54,10 @@ def main():
   parser.add_argument("--flow", choices=("planar", "none"), default="planar",
                       help="planar, or none: the diagonal-Gaussian VAE "
                            "(--num-flows is then ignored)")
+  parser.add_argument("--steps-per-execution", type=int, default=1,
+                      help="Keras' steps_per_execution for the TF runs (a "
+                           "divisor of --steps); the PyTorch loop has no "
+                           "such call boundary")
   parser.add_argument("--torch-python",
                       default=os.environ.get("TORCH_PYTHON",
                                              DEFAULT_TORCH_PYTHON),
@@ -72,7 +77,8 @@ def main():
             "--num-flows", str(args.num_flows)]
   torch_bench = [args.torch_python, HERE / "bench_flow_vae_torch.py"]
   tf_bench = [sys.executable, HERE / "bench_flow_vae.py", "--flow",
-              args.flow] + common
+              args.flow, "--steps-per-execution",
+              str(args.steps_per_execution)] + common
   implementations = {
       "tf": ("TF: tfp_flows FlowVAE, model.fit", tf_bench),
       "tf_no_xla": ("TF: the same, jit_compile=False",
@@ -99,7 +105,8 @@ def main():
   summary = {key: statistics.median(values) for key, values in medians.items()}
   model = (f"planar K={args.num_flows}" if args.num_flows else
            "diagonal (flow none)")
-  print(f"\nFlowVAE {model}, batch 100, {args.repeats} "
+  print(f"\nFlowVAE {model}, batch 100, TF steps_per_execution "
+        f"{args.steps_per_execution}, {args.repeats} "
         f"repeats of {args.rounds} rounds x {args.steps} steps; img/s, "
         f"median of rounds per repeat (PyTorch {torch_version}, {threads} "
         f"threads)\n")
@@ -117,6 +124,7 @@ def main():
                       for key, value in summary.items()},
       "steps": args.steps, "rounds": args.rounds,
       "flow": args.flow, "num_flows": args.num_flows,
+      "steps_per_execution": args.steps_per_execution,
       "torch": torch_version,
       "threads": threads}))
 
