@@ -7,6 +7,7 @@ side.
     python benchmarks/compare_flow_vae_speed.py --flow none   # diagonal VAE
     python benchmarks/compare_flow_vae_speed.py --repeats 5 --skip-compile
     python benchmarks/compare_flow_vae_speed.py --flow none --steps-per-execution 20
+    python benchmarks/compare_flow_vae_speed.py --only tf torch_compile --repeats 5
     TORCH_PYTHON=/other/venv/bin/python \
         python benchmarks/compare_flow_vae_speed.py
 
@@ -65,6 +66,12 @@ def main():
                            f", else {DEFAULT_TORCH_PYTHON})")
   parser.add_argument("--skip-compile", action="store_true",
                       help="leave out the torch.compile run")
+  parser.add_argument("--only", nargs="+", metavar="RUN",
+                      choices=("tf", "tf_no_xla", "torch_eager",
+                               "torch_compile"),
+                      help="run only these (tf is always run: the ratios "
+                           "are to it); e.g. --only tf torch_compile gives "
+                           "twice the pairs in the same time")
   args = parser.parse_args()
   if not pathlib.Path(args.torch_python).is_file():
     sys.exit(f"no Python at {args.torch_python}; make the PyTorch venv as "
@@ -90,6 +97,9 @@ def main():
     implementations["torch_compile"] = (
         "PyTorch torch.compile", torch_bench + common + ["--mode", "compile"])
 
+  if args.only:
+    implementations = {key: value for key, value in implementations.items()
+                       if key == "tf" or key in args.only}
   medians = {key: [] for key in implementations}
   torch_version = threads = None
   for repeat in range(1, args.repeats + 1):

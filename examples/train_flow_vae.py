@@ -88,6 +88,13 @@ def parse_args(argv=None):
   parser.add_argument("--eval-size", type=non_negative_int, default=0,
                       help="test digits to score by importance sampling; "
                            "0: all")
+  parser.add_argument("--steps-per-execution", type=positive_int,
+                      default=None,
+                      help="training steps per call (Keras' compile("
+                           "steps_per_execution)): the progress bar and "
+                           "callbacks see every N-th step; default 20 on one "
+                           "device, 1 on several replicas (where Keras' loop "
+                           "of steps fails, keras-team/keras#19246)")
   parser.add_argument("--seed", type=int, default=0)
   cli.add_training_flags(parser)
   parser.add_argument("--output-dir", type=pathlib.Path, default=None)
@@ -114,7 +121,12 @@ def train(args):
                     image_shape=splits["train"].shape[1:],
                     annealing_steps=args.annealing_steps, seed=args.seed,
                     flow_head_lr_multiplier=args.flow_head_lr_multiplier)
-    model.compile(optimizer=OPTIMIZERS[args.optimizer](args.learning_rate))
+    # Many steps per call: at a few milliseconds a step, the per-call cost
+    # of fit's loop is a large share (docs/RESULTS.md).
+    steps_per_execution = args.steps_per_execution or (
+        20 if run.num_replicas == 1 else 1)
+    model.compile(optimizer=OPTIMIZERS[args.optimizer](args.learning_rate),
+                  steps_per_execution=steps_per_execution)
   test = splits["test"]
   run.fit(model, data.image_dataset(splits["train"], args.batch_size,
                                     shuffle=True, seed=args.seed),

@@ -307,6 +307,62 @@ def test_xla_training_step_is_the_graph_step(flow):
                                rtol=1e-4, atol=1e-3)
 
 
+class _BatchEnds(keras.callbacks.Callback):
+  """The `batch` of every `on_train_batch_end` call."""
+
+  def __init__(self):
+    super().__init__()
+    self.batches = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.batches.append(batch)
+
+
+@pytest.mark.parametrize("steps_per_execution", [4, 3])
+def test_steps_per_execution_trains_the_same_steps(steps_per_execution):
+  """Keras' `steps_per_execution` runs groups of steps per call: the same
+  steps, noise and weights as one step per call (the noise's seed is the
+  optimizer's step, not the call), callbacks once per group. With 3, each
+  epoch's 4 batches run as a group of 3 and one of 1 (the data ends it)."""
+  images = _synthetic_digits(64, seed=6)
+  weights, logs, batch_ends = {}, {}, {}
+  for group in (1, steps_per_execution):
+    keras.utils.set_random_seed(0)
+    model = _small_model("planar")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  steps_per_execution=group)
+    batch_ends[group] = _BatchEnds()
+    history = model.fit(data.image_dataset(images, 16), epochs=2, verbose=0,
+                        callbacks=[batch_ends[group]])
+    assert int(model.optimizer.iterations.numpy()) == 8
+    weights[group] = [v.numpy() for v in model.trainable_variables]
+    logs[group] = history.history
+  for a, b in zip(weights[1], weights[steps_per_execution], strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  for name in ("loss", "elbo", "kl", "beta"):
+    np.testing.assert_allclose(logs[1][name], logs[steps_per_execution][name],
+                               rtol=1e-5, atol=1e-5)
+  assert batch_ends[1].batches == [0, 1, 2, 3] * 2
+  assert batch_ends[steps_per_execution].batches == (
+      [3] * 2 if steps_per_execution == 4 else [2, 5] * 2)
+
+
+def test_steps_per_epoch_that_keras_would_round_up_is_refused():
+  model = _small_model("planar")
+  model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=4)
+  repeated = data.image_dataset(_synthetic_digits(32), 16).repeat()
+  with pytest.raises(ValueError, match=r"steps_per_epoch=6 is not a multiple "
+                                       r"of compile\(steps_per_execution=4\)"
+                                       r".*8 steps"):
+    model.fit(repeated, steps_per_epoch=6, epochs=1, verbose=0)
+  with pytest.raises(ValueError, match="validation_steps=3"):
+    model.fit(repeated, steps_per_epoch=4, validation_data=repeated,
+              validation_steps=3, epochs=1, verbose=0)
+  assert int(model.optimizer.iterations.numpy()) == 0
+  model.fit(repeated, steps_per_epoch=8, epochs=2, verbose=0)
+  assert int(model.optimizer.iterations.numpy()) == 16
+
+
 def test_xla_training_step_still_checks_its_images():
   """XLA drops `tf.debugging.Assert`; the checks run before the XLA part."""
   model = _small_model("planar")

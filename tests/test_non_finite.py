@@ -53,11 +53,12 @@ class FaultyGlow(_FaultInjection, GlowModel):
   fault = np.nan
 
 
-def _flow_vae(bad_steps=()):
+def _flow_vae(bad_steps=(), steps_per_execution=1):
   model = FaultyFlowVAE(latent_dim=2, flow="planar", num_flows=2,
                         hidden_units=(16,), image_shape=(8, 8, 1))
   model.bad_steps = bad_steps
-  model.compile(optimizer=keras.optimizers.Adam(1e-2))
+  model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                steps_per_execution=steps_per_execution)
   return model
 
 
@@ -126,6 +127,29 @@ def test_stop_raises_and_keeps_the_last_good_checkpoint(tmp_path):
   assert _all_finite(restored)
   for got, expected in zip(_values(restored), after_epoch_1, strict=True):
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_a_bad_step_inside_a_group_of_steps(policy):
+  """With `steps_per_execution=4`, Keras calls back after each group: the
+  guard acts at the end of the group holding the bad step (the second), the
+  bad step is not applied and the group's three finite ones are."""
+  model = _flow_vae(bad_steps=(1,), steps_per_execution=4)
+  images = data.image_dataset(_binary_images(128), 16)  # two groups
+  if policy == "stop":
+    with pytest.raises(NonFiniteLossError,
+                       match=r"epoch 1, in batches 1-4 \(steps_per_execution"
+                             r"=4; the group's finite steps were applied\)"):
+      model.fit(images, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 3
+  else:
+    with pytest.warns(RuntimeWarning, match="skipped 1 step.*batches 1-4"):
+      history = model.fit(images, epochs=1, verbose=0, non_finite="skip")
+    assert int(model.optimizer.iterations.numpy()) == 7
+    assert history.history["skipped_steps"] == [1]
+    assert np.isfinite(history.history["loss"][0])
+  assert int(model.skipped_steps.numpy()) == 1
+  assert _all_finite(model)
 
 
 def test_guard_refuses_to_let_a_checkpoint_hold_non_finite_weights():

@@ -33,7 +33,10 @@ class NonFiniteGuard(keras.callbacks.Callback):
   - `policy="stop"`: raises `NonFiniteLossError` at once. The weights are
     those before the bad step, and, because the error leaves `fit` before
     the epoch ends, no checkpoint of the unfinished epoch is written: the
-    last checkpoint is the last good epoch.
+    last checkpoint is the last good epoch. With `compile(
+    steps_per_execution=N)`, Keras calls back once per group of N steps, so
+    the error comes at the end of the group holding the bad step: the
+    group's other (finite) steps are applied, the bad one still is not.
   - `policy="skip"`: warns and goes on; the count stays in the logs.
 
   At the end of each epoch it also checks every weight is finite, so that a
@@ -61,13 +64,21 @@ class NonFiniteGuard(keras.callbacks.Callback):
     skipped = int(np.asarray(logs["skipped_steps"]).ravel()[0])
     if skipped <= self._seen:
       return
-    where = (f"epoch {self._epoch + 1}, batch {batch + 1} (optimizer step "
-             f"{int(self.model.optimizer.iterations.numpy()) + 1})")
+    group = int(getattr(self.model, "steps_per_execution", 1) or 1)
+    if group == 1:
+      where = (f"epoch {self._epoch + 1}, batch {batch + 1} (optimizer step "
+               f"{int(self.model.optimizer.iterations.numpy()) + 1})")
+    else:
+      # Keras reports the group's last batch; the steps after the bad one
+      # in the group ran (and, finite, were applied).
+      where = (f"epoch {self._epoch + 1}, in batches {max(batch + 2 - group, 1)}"
+               f"-{batch + 1} (steps_per_execution={group}; the group's "
+               f"finite steps were applied)")
     if self.policy == "stop":
       raise NonFiniteLossError(
           f"{type(self.model).__name__}: non-finite loss or gradient at "
-          f"{where}. The update was not applied: the weights are those of the "
-          f"last good step and the last checkpoint is intact. Lower the "
+          f"{where}. That update was not applied: no weight holds a "
+          f"non-finite value, and the last checkpoint is intact. Lower the "
           f"learning rate, check the data, or pass non_finite='skip' to skip "
           f"such steps and go on.")
     warnings.warn(f"{type(self.model).__name__}: skipped "

@@ -173,10 +173,22 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
     optimizer update as one XLA function. `"auto"` means
     `jit_compile_by_default`; never under a distribution strategy (whose
     `merge_call`s XLA cannot hold) or with `run_eagerly`.
+
+    `steps_per_execution` (Keras') > 1 runs that many steps per call, which
+    pays for short steps (FlowVAE's; docs/RESULTS.md); it is refused on more
+    than one replica, where Keras' loop fails (`_internal`).
     """
     # The user's value goes into the compile config, so a loaded model
     # compiles as this one; `jit_compile` (public) then turns Keras' own off.
     super().compile(*args, jit_compile=jit_compile, **kwargs)
+    replicas = self.distribute_strategy.num_replicas_in_sync
+    if self.steps_per_execution > 1 and replicas > 1:
+      raise ValueError(
+          f"{type(self).__name__}.compile: steps_per_execution="
+          f"{self.steps_per_execution} cannot run on {replicas} replicas: "
+          f"Keras' loop of steps fails there (" +
+          _internal.KERAS_ISSUE_MULTI_REPLICA_STEPS_PER_EXECUTION +
+          "). Use steps_per_execution=1 under a distribution strategy.")
     self.jit_compile = False
     self._jit_compile_arithmetic = not self.run_eagerly and (
         self.jit_compile_by_default if jit_compile == "auto"
@@ -205,6 +217,7 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
     arguments = inspect.signature(keras.Model.fit).bind(
         self, x, *args, **kwargs).arguments
     arguments.pop("self")
+    self._check_steps_per_execution(arguments)
     if not self.is_initialized:
       self.initialize(_first_batch(x, arguments.get("y"),
                                    arguments.get("batch_size")))
@@ -221,6 +234,25 @@ class FlowModel(_internal.KerasTrainerHooks, keras.Model):
       callbacks.append(keras.callbacks.SwapEMAWeights())
     arguments["callbacks"] = callbacks
     return super().fit(**arguments)
+
+  def _check_steps_per_execution(self, arguments):
+    """Refuses a step count that Keras would round up to whole groups.
+
+    With `compile(steps_per_execution=N)`, Keras runs N steps a call, and
+    with `steps_per_epoch` (or `validation_steps`) not a multiple of N it
+    runs whole groups past it on a repeating dataset, silently: the epochs
+    and the schedule (annealing, learning rate) would no longer be the ones
+    asked for. A finite dataset ends a group early and needs no check.
+    """
+    group = int(getattr(self, "steps_per_execution", 1) or 1)
+    for name in ("steps_per_epoch", "validation_steps"):
+      steps = arguments.get(name)
+      if steps and group > 1 and steps % group:
+        raise ValueError(
+            f"{type(self).__name__}.fit: {name}={steps} is not a multiple of "
+            f"compile(steps_per_execution={group}); Keras would run "
+            f"{-(-steps // group) * group} steps in its place. Pick a "
+            f"multiple, or a steps_per_execution that divides it.")
 
   def _build_optimizer(self):
     """Creates the optimizer's slot variables before the first `fit` step.
