@@ -40,6 +40,15 @@ or $TORCH_PYTHON):
 
     python benchmarks/bench_glow.py --peer normflows
 
+`--ours defaults` puts GlowModel at its defaults (and its default recipe) in
+the place of the plain model, and gives the peer (tfb.Glow or normflows) the
+defaults' architecture: three levels of K = 8, width 64, on the digits
+zero-padded to 32 x 32 (the peers keep their plain splits and Adam(1e-3)):
+the defaults' speed against the peers, as a user running them sees it:
+
+    python benchmarks/bench_glow.py --ours defaults --peer tfp
+    python benchmarks/bench_glow.py --ours defaults --peer normflows
+
 The last line is JSON: img_per_s, peer_img_per_s, ratio (median of the
 per-round ratios), peak_rss_mb, peer_peak_rss_mb.
 """
@@ -114,22 +123,33 @@ def run_ours(batch_size, warmup, steps, jit_compile, defaults=False,
   return steps * batch_size / (times[warmup + steps] - times[warmup])
 
 
-def run_tfp(batch_size, warmup, steps):
+def _frame(num_levels):
+  """The zero border and image side of the peers at `num_levels` (2: the
+  digits as they are; 3: the 32 x 32 frame GlowModel's defaults use)."""
+  border = {2: 0, 3: 2}[num_levels]
+  return border, 28 + 2 * border
+
+
+def run_tfp(batch_size, warmup, steps, num_levels=2):
+  import numpy as np
   import tensorflow as tf
   import tensorflow_probability as tfp
   import tf_keras
   tfb, tfd = tfp.bijectors, tfp.distributions
 
+  border, side = _frame(num_levels)
   glow = tfb.Glow(
-      output_shape=(28, 28, 1), num_glow_blocks=2, num_steps_per_block=8,
+      output_shape=(side, side, 1), num_glow_blocks=num_levels,
+      num_steps_per_block=8,
       coupling_bijector_fn=lambda shape: tfb.GlowDefaultNetwork(
           shape, num_hidden=64),
       # Plain split: the exit "network" returns an identity bijector.
       exit_bijector_fn=lambda shape, output_chan: (lambda x: tfb.Identity()))
   dist = tfd.TransformedDistribution(
-      tfd.Sample(tfd.Normal(0., 1.), sample_shape=[784]), glow)
+      tfd.Sample(tfd.Normal(0., 1.), sample_shape=[side * side]), glow)
   optimizer = tf_keras.optimizers.Adam(1e-3)
   images = _images(batch_size * 50)
+  images = np.pad(images, [(0, 0), (border, border), (border, border), (0, 0)])
   dataset = iter(tf.data.Dataset.from_tensor_slices(images).shuffle(
       len(images)).repeat().batch(batch_size, drop_remainder=True).prefetch(
           tf.data.AUTOTUNE))
@@ -165,7 +185,8 @@ def worker(args):
                             if args.worker == "defaults" else
                             {"num_levels": args.plain_num_levels}))
   else:
-    img_per_s = run_tfp(args.batch_size, args.warmup, args.steps)
+    img_per_s = run_tfp(args.batch_size, args.warmup, args.steps,
+                        num_levels=args.peer_architecture_levels)
   print(json.dumps({"img_per_s": img_per_s, "peak_rss_mb": _peak_rss_mb()}))
 
 
@@ -173,15 +194,18 @@ def worker(args):
 WORKER_OPTIONS = ("batch_size", "warmup", "steps", "peer_hidden_channels",
                   "peer_num_steps", "peer_num_levels",
                   "peer_top_mixture_components", "plain_num_levels",
-                  "steps_per_execution")
+                  "steps_per_execution", "peer_architecture_levels")
 
 
 def measure(which, args):
   if which == "normflows":
     command = [args.torch_python, str(HERE / "bench_glow_normflows.py"),
                "--batch-size", str(args.batch_size), "--warmup",
-               str(args.warmup), "--steps", str(args.steps)]
+               str(args.warmup), "--steps", str(args.steps),
+               "--num-levels", str(args.peer_architecture_levels)]
     return _run_worker(which, command)
+  if which == "ours" and args.ours == "defaults":
+    which = "defaults"
   command = [sys.executable, __file__, "--worker", which] + (
       ["--jit"] if args.jit else [])
   for name in WORKER_OPTIONS:
@@ -234,11 +258,23 @@ def main():
                       help="the plain GlowModel's levels (default 2, as "
                            "tfb.Glow's); 3 puts it in the defaults' 32 x 32 "
                            "frame")
+  parser.add_argument("--ours", choices=["plain", "defaults"],
+                      default="plain",
+                      help="the GlowModel compared: plain (L = 2, the "
+                           "peers' architecture) or at its defaults (the "
+                           "peers then get the defaults' L = 3, 32 x 32)")
   parser.add_argument("--worker", choices=["ours", "tfp", "defaults"],
                       help=argparse.SUPPRESS)
+  parser.add_argument("--peer-architecture-levels", type=int, default=2,
+                      choices=(2, 3), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     return worker(args)
+  if args.ours == "defaults":
+    if args.peer == "defaults":
+      parser.error("--ours defaults compares the defaults with a peer: "
+                   "--peer tfp or normflows")
+    args.peer_architecture_levels = 3
   if args.peer in ("tfp", "normflows") and args.plain_num_levels not in (
       None, 2):
     parser.error(f"--peer {args.peer} compares the identical architecture, "
@@ -258,7 +294,8 @@ def main():
     results = {which: measure(which, args) for which in order}
     ours.append(results["ours"])
     peer.append(results[args.peer])
-    print(f"round {round_index + 1}: GlowModel {results['ours']['img_per_s']:7.1f} "
+    print(f"round {round_index + 1}: GlowModel ({args.ours}) "
+          f"{results['ours']['img_per_s']:7.1f} "
           f"img/s ({results['ours']['peak_rss_mb']:.0f} MB)   {peer_name} "
           f"{results[args.peer]['img_per_s']:7.1f} img/s "
           f"({results[args.peer]['peak_rss_mb']:.0f} MB)", flush=True)
@@ -269,7 +306,7 @@ def main():
       "ratio": statistics.median(ratios),
       "peak_rss_mb": statistics.median(o["peak_rss_mb"] for o in ours),
       "peer_peak_rss_mb": statistics.median(p["peak_rss_mb"] for p in peer),
-      "peer": args.peer, "rounds": args.rounds,
+      "ours": args.ours, "peer": args.peer, "rounds": args.rounds,
       # normflows' worker reports torch's and normflows' versions, threads
       # and parameter count.
       **{f"peer_{key}": peer[-1][key] for key in (

@@ -8,6 +8,8 @@ with `nf.flows.Squeeze`, plain split (`nf.flows.Merge`), a `DiagGaussian`
 base at each exit as normflows' own Glow example builds it (their means and
 log scales are learned: 1,568 parameters, 2 x 784, that GlowModel's plain
 split does not have), batch 64, float32, Adam(1e-3), eager PyTorch.
+`--num-levels 3`: the same with three levels on the digits zero-padded to
+32 x 32, GlowModel's defaults' architecture (`bench_glow.py --ours defaults`).
 
 Runs in its own virtual environment, kept apart from the project's (the
 same one as bench_flow_vae_torch.py's):
@@ -82,6 +84,9 @@ def main():
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--warmup", type=int, default=15)
   parser.add_argument("--steps", type=int, default=60)
+  parser.add_argument("--num-levels", type=int, default=2, choices=(2, 3),
+                      help="L; 3 runs on the digits zero-padded to 32 x 32 "
+                           "(GlowModel's defaults' frame)")
   parser.add_argument("--profile", action="store_true",
                       help="instead of timing, print torch.profiler's self "
                            "CPU time by op over --steps steps (the twin of "
@@ -94,9 +99,13 @@ def main():
     torch.set_num_threads(args.threads)
   torch.manual_seed(0)
 
-  model = glow()
+  border = {2: 0, 3: 2}[args.num_levels]
+  side = 28 + 2 * border
+  model = glow(num_levels=args.num_levels, image_shape=(1, side, side))
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-  images = torch.from_numpy(digits(args.batch_size * 50))
+  images = torch.from_numpy(np.pad(digits(args.batch_size * 50),
+                                   [(0, 0), (0, 0), (border, border),
+                                    (border, border)]))
   generator = torch.Generator().manual_seed(0)
 
   def step():
