@@ -9,7 +9,8 @@ tensorflow-probability 0.25.0   dtype_util, tensor_util, assert_util,
                                 cache_util, parameter_properties
 tensorflow 2.21.0               tf.__internal__.distribute
 keras 3.15.1                    Model._maybe_symbolic_build,
-                                StrategyExtended._in_multi_worker_mode
+                                StrategyExtended._in_multi_worker_mode;
+                                and a known bug, keras-team/keras#19246
 ```
 
 On an upgrade, check each function here against the new sources (the
@@ -89,6 +90,7 @@ def strategy_supports_no_merge_call():
 #: one replica works). tests/test_distributed.py keeps checking it fails.
 KERAS_ISSUE_MULTI_REPLICA_STEPS_PER_EXECUTION = (
     "https://github.com/keras-team/keras/issues/19246")
+
 
 def in_multi_worker_mode(strategy):
   """Whether `strategy` spans several workers: Keras' own test

@@ -34,7 +34,12 @@ def _all_binary(images):
     return ((tf.reduce_min(images) >= 0) &
             (tf.reduce_max(images) <= 1))
   # Floats: NaN fails `equal`, so this is no min/max test.
-  return tf.reduce_all(tf.equal(images, 0.) | tf.equal(images, 1.))
+  return tf.reduce_all(_binary_mask(images))
+
+
+def _binary_mask(images):
+  """Elementwise: whether each value is 0 or 1 (False for NaN)."""
+  return tf.equal(images, 0) | tf.equal(images, 1)
 
 
 class _ScaledKernelDense(keras.layers.Dense):
@@ -208,8 +213,7 @@ class FlowVAE(FlowModel):
 
   def _check_images(self, images):
     """`[N, H, W, C]` binary images in `likelihood_dtype`, or an error saying
-    what is
-    wrong: shape and dtype statically, the 0/1 values at run time (a
+    what is wrong: shape and dtype statically, the 0/1 values at run time (a
     Bernoulli likelihood of other values would train on nonsense, and a NaN
     would surface only as a NaN loss)."""
     images = tf.convert_to_tensor(images)
@@ -229,8 +233,8 @@ class FlowVAE(FlowModel):
         images, _all_binary(images),
         "FlowVAE expects binary images (pixel values 0 or 1); binarize them "
         "first (e.g. TFDS binarized_mnist)",
-        lambda: tf.boolean_mask(images, tf.logical_not(
-            tf.equal(images, 0) | tf.equal(images, 1)))),
+        lambda: tf.boolean_mask(images,
+                                tf.logical_not(_binary_mask(images)))),
                    self.likelihood_dtype)
 
   # The posterior -----------------------------------------------------------
