@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -153,6 +154,50 @@ def _latest_trace(args):
   return paths[-1]
 
 
+# A coupling network's convolution layers in the op names of a trace: Keras'
+# automatic layer names `conv2d_<n>` (plus a scope suffix `_<s>`) count
+# across the model, three a coupling, so layer n of coupling `a` is at
+# position n - 3a in its network (conv3x3, conv1x1, conv3x3). Checked
+# against traces of GlowModel at 47b20c7 (Keras 3.15); since 188b2d8 the
+# hidden 1x1 is a matmul in a `pointwise_conv` scope.
+_COUPLING_CONV = re.compile(
+    r"affine_coupling(?:_(\d+))?/.*?conv2d(?:_(\d+))?_\d+/")
+
+
+def glow_convolutions(rows, steps):
+  """Glow's convolution work, ms a step: {(which, kind): ms}, `which` the
+  couplings' hidden 1x1 or the 3x3 convolutions (couplings and split
+  priors), `kind` forward, filter gradient, input gradient, or gradients
+  (a matmul's two, not told apart); everything else under ("other", "")."""
+  table = {}
+  for r in rows:
+    op_type, name = r["Operation Type"], r["Operation Name"]
+    if op_type == "IDLE":
+      continue
+    if "pointwise_conv" in name:
+      which = "hidden 1x1"
+    elif "Conv2D" in op_type:
+      match = _COUPLING_CONV.search(name)
+      position = (int(match.group(2) or 0) - 3 * int(match.group(1) or 0)
+                  if match else None)
+      which = "hidden 1x1" if position == 1 else "3x3"
+    else:
+      which = "other"
+    if which == "other":
+      kind = ""
+    elif "BackpropFilter" in op_type:
+      kind = "filter gradient"
+    elif "BackpropInput" in op_type:
+      kind = "input gradient"
+    elif "Conv2D" in op_type or "gradient_tape" not in name:
+      kind = "forward"
+    else:
+      kind = "gradients"
+    table[which, kind] = (table.get((which, kind), 0.) +
+                          float(r["Total self-time (us)"]) / 1e3 / steps)
+  return table
+
+
 def summarize(args):
   rows = json.loads(subprocess.run(
       [args.xprof_python, "-c", _SUMMARIZE, _latest_trace(args)], check=True,
@@ -172,6 +217,13 @@ def summarize(args):
     print(f"{100 * float(r[time_key]) / total:6.1f}%  "
           f"{int(float(r['#Occurrences'])):6d}x  {r['Operation Type']:24s} "
           f"{r['Operation Name'][-120:]}")
+  if args.model in ("glow", "glow-plain"):
+    table = glow_convolutions(rows, args.steps)
+    busy = sum(table.values())
+    print("Glow's convolutions, ms of self time a step (busy: all ops but "
+          f"IDLE, {busy:.1f} ms):")
+    for (which, kind), ms in sorted(table.items()):
+      print(f"  {which:10s} {kind:16s} {ms:7.1f} ms {100 * ms / busy:5.1f}%")
   print(json.dumps({"self_seconds_per_step": total / 1e6 / args.steps,
                     "by_type": {k: v / total for k, v in by_type.items()}}))
 

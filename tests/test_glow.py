@@ -9,7 +9,7 @@ import keras
 from image_checks import assert_equal_up_to_rounding
 from tfp_flows import data
 from tfp_flows.bijectors import AffineCoupling
-from tfp_flows.layers import InvertibleConv1x1Layer
+from tfp_flows.layers import AffineCouplingLayer, InvertibleConv1x1Layer
 from tfp_flows.models import GlowModel
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -232,6 +232,53 @@ def test_each_coupling_network_runs_once_per_log_prob(monkeypatch):
   tape.gradient(loss, model.trainable_variables)
   assert calls.count("AffineCoupling") == len(model.couplings) == 6
   assert calls.count("SplitPrior") == 1  # one split
+
+
+@pytest.mark.parametrize("policy", ["float32", "float64", "mixed_float16"])
+@pytest.mark.parametrize("num_classes", [None, 3])
+def test_coupling_network_as_computed_is_its_keras_layers(policy, num_classes):
+  # The hidden 1x1 convolution runs as a matmul of the Conv2D's weights
+  # (glow._pointwise_conv_as_matmul): the same values and gradients as
+  # calling the Keras layers in turn.
+  layer = AffineCouplingLayer(hidden_channels=8, num_classes=num_classes,
+                              dtype=policy)
+  layer.build((2, 4, 4, 6))
+  rng = np.random.default_rng(0)
+  for weight in layer.weights:
+    weight.assign(rng.normal(size=weight.shape).astype(weight.dtype))
+  x_a = tf.constant(rng.normal(size=(2, 4, 4, 3)), layer.compute_dtype)
+  labels = tf.constant([0, 2])
+
+  def through_keras_layers():
+    first, pointwise, last = layer.network.layers
+    hidden = first(x_a)
+    if num_classes:
+      hidden += tf.cast(tf.gather(layer.class_embedding, labels)[:, None,
+                                                                  None, :],
+                        layer.compute_dtype)
+    return tf.cast(last(pointwise(hidden)), layer.variable_dtype)
+
+  def as_computed():
+    if not num_classes:
+      return layer._shift_and_log_scale(x_a)
+    return layer._shift_and_log_scale(
+        x_a, embedding=tf.gather(layer.class_embedding, labels))
+
+  pointwise_kernel = layer.network.layers[1].kernel
+  values, gradients = [], []
+  for network in (through_keras_layers, as_computed):
+    with tf.GradientTape() as tape:
+      output = network()
+      loss = tf.reduce_sum(tf.sin(output))
+    values.append(output.numpy())
+    gradients.append(tape.gradient(loss, pointwise_kernel).numpy())
+  tolerance = {"float64": 1e-12, "float32": 1e-5, "mixed_float16": 1e-2}[
+      policy]
+  np.testing.assert_allclose(values[1], values[0], rtol=tolerance,
+                             atol=tolerance * np.abs(values[0]).max())
+  np.testing.assert_allclose(gradients[1], gradients[0], rtol=tolerance,
+                             atol=tolerance * np.abs(gradients[0]).max())
+  assert np.abs(gradients[0]).max() > 0
 
 
 def test_save_and_load_give_the_same_log_prob(tmp_path, shared_data_dir):
