@@ -182,8 +182,7 @@ def _pointwise_conv_as_matmul(layer, inputs):
   gradients (and the same layer, so saved files do not change).
 
   Why not call the layer: TF 2.21's oneDNN filter gradient of this
-  convolution took 3.5x its forward's time at GlowModel's defaults (most of
-  it at 16 x 16 x 64, batch 64), a matmul's gradients about the forward's; the
+  convolution took 3.5x its forward's time at GlowModel's defaults (batch 64), a matmul's gradients about the forward's; the
   training step at GlowModel's defaults ran 1.06x faster (docs/RESULTS.md,
   "Training speed at the Glow defaults")."""
   # The scope names these ops in profiles (benchmarks/profile_step.py).
