@@ -166,9 +166,11 @@ _COUPLING_CONV = re.compile(
 
 def glow_convolutions(rows, steps):
   """Glow's convolution work, ms a step: {(which, kind): ms}, `which` the
-  couplings' hidden 1x1 or the 3x3 convolutions (couplings and split
-  priors), `kind` forward, filter gradient, input gradient, or gradients
-  (a matmul's two, not told apart); everything else under ("other", "")."""
+  couplings' hidden 1x1, their last 3x3 computed as matmuls
+  (`glow._conv_as_matmuls`, its padding, slicing and sums included), or the
+  other 3x3 convolutions (couplings and split priors), `kind` forward,
+  filter gradient, input gradient, or gradients (a matmul's two, not told
+  apart); everything else under ("other", "")."""
   table = {}
   for r in rows:
     op_type, name = r["Operation Type"], r["Operation Name"]
@@ -176,6 +178,8 @@ def glow_convolutions(rows, steps):
       continue
     if "pointwise_conv" in name:
       which = "hidden 1x1"
+    elif "conv_as_matmuls" in name:
+      which = "last 3x3 as matmuls"
     elif "Conv2D" in op_type:
       match = _COUPLING_CONV.search(name)
       position = (int(match.group(2) or 0) - 3 * int(match.group(1) or 0)
@@ -223,7 +227,7 @@ def summarize(args):
     print("Glow's convolutions, ms of self time a step (busy: all ops but "
           f"IDLE, {busy:.1f} ms):")
     for (which, kind), ms in sorted(table.items()):
-      print(f"  {which:10s} {kind:16s} {ms:7.1f} ms {100 * ms / busy:5.1f}%")
+      print(f"  {which:19s} {kind:16s} {ms:7.1f} ms {100 * ms / busy:5.1f}%")
   print(json.dumps({"self_seconds_per_step": total / 1e6 / args.steps,
                     "by_type": {k: v / total for k, v in by_type.items()}}))
 

@@ -10,6 +10,7 @@ from image_checks import assert_equal_up_to_rounding
 from tfp_flows import data
 from tfp_flows.bijectors import AffineCoupling
 from tfp_flows.layers import AffineCouplingLayer, InvertibleConv1x1Layer
+from tfp_flows.layers import glow as glow_layers
 from tfp_flows.models import GlowModel
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -238,8 +239,9 @@ def test_each_coupling_network_runs_once_per_log_prob(monkeypatch):
 @pytest.mark.parametrize("num_classes", [None, 3])
 def test_coupling_network_as_computed_is_its_keras_layers(policy, num_classes):
   # The hidden 1x1 convolution runs as a matmul of the Conv2D's weights
-  # (glow._pointwise_conv_as_matmul): the same values and gradients as
-  # calling the Keras layers in turn.
+  # (glow._pointwise_conv_as_matmul), the last 3x3 one as matrix products
+  # (glow._conv_as_matmuls): the same values and gradients, for the input
+  # and every weight, as calling the Keras layers in turn.
   layer = AffineCouplingLayer(hidden_channels=8, num_classes=num_classes,
                               dtype=policy)
   layer.build((2, 4, 4, 6))
@@ -264,21 +266,66 @@ def test_coupling_network_as_computed_is_its_keras_layers(policy, num_classes):
     return layer._shift_and_log_scale(
         x_a, embedding=tf.gather(layer.class_embedding, labels))
 
-  pointwise_kernel = layer.network.layers[1].kernel
   values, gradients = [], []
+  # A linear loss: its gradients do not depend on the outputs' rounding,
+  # which differs in 16 bits between the two ways of summing.
+  probe = tf.constant(rng.normal(size=(2, 4, 4, 6)), layer.variable_dtype)
   for network in (through_keras_layers, as_computed):
     with tf.GradientTape() as tape:
+      tape.watch(x_a)
       output = network()
-      loss = tf.reduce_sum(tf.sin(output))
+      loss = tf.reduce_sum(probe * output)
     values.append(output.numpy())
-    gradients.append(tape.gradient(loss, pointwise_kernel).numpy())
+    gradients.append(tape.gradient(loss, [x_a] + layer.trainable_weights))
   tolerance = {"float64": 1e-12, "float32": 1e-5, "mixed_float16": 1e-2}[
       policy]
   np.testing.assert_allclose(values[1], values[0], rtol=tolerance,
                              atol=tolerance * np.abs(values[0]).max())
-  np.testing.assert_allclose(gradients[1], gradients[0], rtol=tolerance,
-                             atol=tolerance * np.abs(gradients[0]).max())
-  assert np.abs(gradients[0]).max() > 0
+  for got, want in zip(gradients[1], gradients[0], strict=True):
+    # (The class embedding's gradients are IndexedSlices of a gather.)
+    want = np.asarray(tf.convert_to_tensor(want), np.float64)
+    got = np.asarray(tf.convert_to_tensor(got), np.float64)
+    np.testing.assert_allclose(got, want,
+                               rtol=tolerance,
+                               atol=tolerance * np.abs(want).max())
+    assert np.abs(want).max() > 0
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64], ids=str)
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+def test_few_channel_convolution_is_conv2d(dtype, kernel_size, mode):
+  """`_conv_same_as_matmuls` against `tf.nn.conv2d`: values, both
+  gradients, and a second-order gradient, on a non-square image."""
+  rng = np.random.default_rng(kernel_size)
+  x = tf.constant(rng.normal(size=(2, 5, 7, 6)), dtype)
+  kernel = tf.constant(rng.normal(size=(kernel_size, kernel_size, 6, 3)),
+                       dtype)
+  weights = tf.constant(rng.normal(size=(2, 5, 7, 3)), dtype)
+
+  def outputs(conv, x, kernel):
+    with tf.GradientTape() as outer:
+      outer.watch(kernel)
+      with tf.GradientTape() as tape:
+        tape.watch([x, kernel])
+        y = conv(x, kernel)
+        loss = tf.reduce_sum(weights * tf.sin(y))
+      dx, dkernel = tape.gradient(loss, [x, kernel])
+      second = tf.reduce_sum(tf.square(dx))
+    return y, dx, dkernel, outer.gradient(second, kernel)
+
+  native = lambda x, k: tf.nn.conv2d(x, k, 1, "SAME")
+  if mode == "eager":
+    got = outputs(glow_layers._conv_same_as_matmuls, x, kernel)
+  else:
+    got = tf.function(lambda x, k: outputs(glow_layers._conv_same_as_matmuls,
+                                           x, k),
+                      jit_compile=mode == "xla")(x, kernel)
+  want = outputs(native, x, kernel)
+  tolerance = 1e-5 if dtype == tf.float32 else 1e-12
+  for g, w in zip(got, want, strict=True):
+    np.testing.assert_allclose(g, w, rtol=tolerance,
+                               atol=tolerance * np.abs(w).max())
 
 
 def test_save_and_load_give_the_same_log_prob(tmp_path, shared_data_dir):

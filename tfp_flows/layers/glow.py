@@ -173,7 +173,7 @@ class AffineCouplingLayer(keras.layers.Layer):
     if embedding is not None:
       hidden += tf.cast(embedding[:, None, None, :], self.compute_dtype)
     hidden = _pointwise_conv_as_matmul(pointwise, hidden)
-    return tf.cast(last(hidden), self.variable_dtype)
+    return tf.cast(_conv_as_matmuls(last, hidden), self.variable_dtype)
 
 
 def _pointwise_conv_as_matmul(layer, inputs):
@@ -193,6 +193,88 @@ def _pointwise_conv_as_matmul(layer, inputs):
       outputs = tf.nn.bias_add(outputs,
                                tf.cast(layer.bias.value, layer.compute_dtype))
     return layer.activation(outputs)
+
+
+def _conv_as_matmuls(layer, inputs):
+  """`layer(inputs)` for an odd-sized, stride-1, "same"-padded,
+  channels-last `Conv2D` with few output channels, computed forward and
+  backward as matrix products (`_conv_same_as_matmuls`): the same weights,
+  values and gradients (up to rounding), and the same layer, so saved files
+  do not change.
+
+  Why: the couplings' last convolution maps many channels to few (64 -> 4
+  at Glow's first level), a shape whose oneDNN gradient kernels TF 2.21
+  runs slowly on AVX2 machines: at 14 x 14, batch 64, 64 -> 4, forward and
+  both gradients took 16.8 ms through TensorFlow's kernels and 3.6 ms as
+  matrix products (`benchmarks/bench_conv_gradients.py`); there the plain
+  benchmark's training step ran 1.45x faster with the gradients as forward
+  convolutions and 1.12x faster again as matrix products (docs/RESULTS.md,
+  "Training speed on an AVX2 machine"). The couplings' first convolutions
+  (few channels to many) keep TensorFlow's kernels, which are fast there.
+  """
+  kernel = tf.cast(layer.kernel.value, layer.compute_dtype)
+  # The formulas hold for these layers only; others keep Keras' call.
+  if (layer.strides != (1, 1) or layer.dilation_rate != (1, 1)
+      or layer.padding != "same" or layer.data_format != "channels_last"
+      or layer.groups != 1 or any(k % 2 == 0 for k in kernel.shape[:2])):
+    return layer(inputs)
+  # The scope names these ops in profiles (benchmarks/profile_step.py).
+  with tf.name_scope("conv_as_matmuls"):
+    outputs = _conv_same_as_matmuls(inputs, kernel)
+    if layer.use_bias:
+      outputs = tf.nn.bias_add(outputs,
+                               tf.cast(layer.bias.value, layer.compute_dtype))
+    return layer.activation(outputs)
+
+
+@tf.custom_gradient
+def _conv_same_as_matmuls(inputs, kernel):
+  """`tf.nn.conv2d(inputs, kernel, 1, "SAME")` for an odd-sized kernel
+  `[kh, kw, Cin, Cout]` with few output channels, forward and both
+  gradients as one matrix product each over the `Cin` channels, with the
+  `kh kw` shifts applied to the few-channel side:
+
+  ```none
+  z = pad(x) W[Cin, (a, b, Cout)],  y = sum_(a, b) z[.., i + a, j + b, (a, b, :)]
+  dx = [dy shifted by (a, b)]_(a, b) W^T[(a, b, Cout), Cin]
+  dW = pad(x)^T [dy placed at offset (a, b) in the padded frame]_(a, b)
+  ```
+  """
+  kh, kw, in_channels, out_channels = kernel.shape
+  ph, pw = (kh - 1) // 2, (kw - 1) // 2
+  height, width = tf.shape(inputs)[1], tf.shape(inputs)[2]
+  padded = tf.pad(inputs, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+  shifts = [(a, b) for a in range(kh) for b in range(kw)]
+  z = tf.tensordot(padded, tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]),
+                                      [in_channels, kh * kw * out_channels]),
+                   axes=1)
+  outputs = tf.add_n([
+      z[:, a:a + height, b:b + width,
+        (a * kw + b) * out_channels:(a * kw + b + 1) * out_channels]
+      for a, b in shifts])
+
+  def gradient(output_gradient):
+    padded_gradient = tf.pad(output_gradient,
+                             [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+    shifted = tf.concat([
+        padded_gradient[:, 2 * ph - a:2 * ph - a + height,
+                        2 * pw - b:2 * pw - b + width, :]
+        for a, b in shifts], axis=-1)
+    input_gradient = tf.tensordot(shifted, tf.reshape(
+        tf.transpose(kernel, [0, 1, 3, 2]),
+        [kh * kw * out_channels, in_channels]), axes=1)
+    placed = tf.concat([
+        tf.pad(output_gradient,
+               [[0, 0], [a, 2 * ph - a], [b, 2 * pw - b], [0, 0]])
+        for a, b in shifts], axis=-1)
+    kernel_gradient = tf.matmul(
+        tf.reshape(padded, [-1, in_channels]),
+        tf.reshape(placed, [-1, kh * kw * out_channels]), transpose_a=True)
+    kernel_gradient = tf.transpose(tf.reshape(
+        kernel_gradient, [in_channels, kh, kw, out_channels]), [1, 2, 0, 3])
+    return input_gradient, kernel_gradient
+
+  return outputs, gradient
 
 
 class SplitPriorLayer(keras.layers.Layer):
