@@ -1,7 +1,8 @@
-"""Trains a VAE with a planar or radial flow posterior on binarized MNIST.
+"""Trains a VAE with a flow posterior on binarized MNIST.
 
     python examples/train_flow_vae.py --data-dir ../shared/data/binarized_mnist
     python examples/train_flow_vae.py --flow radial --num-flows 10
+    python examples/train_flow_vae.py --flow sylvester_householder --num-flows 4
     python examples/train_flow_vae.py --flow none        # diagonal Gaussian
 
 Without --data-dir, TFDS downloads `binarized_mnist`. Training minimizes the
@@ -13,7 +14,9 @@ Writes, under --output-dir (default runs/flow_vae_<flow>_<K>): TensorBoard
 logs (logs/), digits / reconstructions / samples per epoch (images/), a
 checkpoint per epoch (backup/: rerunning the same command resumes from it),
 every epoch's metrics (history.csv, across resumed runs), learning_curve.png
-and metrics.json. The model goes to --export-dir
+and metrics.json. The run ends with the weights of the epoch with the best
+validation ELBO (backup/best/, --no-restore-best for the last epoch's);
+metrics.json says which epoch that was. The model goes to --export-dir
 (default saved_models/flow_vae_<flow>_<K>): flow_vae.keras, and a SavedModel
 for TF Serving in the next numbered version folder.
 
@@ -41,6 +44,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfp_flows import cli, data, training  # noqa: E402
+from tfp_flows.bijectors import family_names  # noqa: E402
 from tfp_flows.callbacks import (ReconstructionGridCallback,  # noqa: E402
                                  save_vae_grids)
 from tfp_flows.cli import non_negative_int, positive_float, positive_int  # noqa: E402
@@ -49,7 +53,9 @@ from tfp_flows.models import FlowVAE  # noqa: E402
 
 OPTIMIZERS = {
     "adam": lambda lr: keras.optimizers.Adam(lr),
-    # The paper's optimizer: RMSprop with momentum 0.9.
+    # The Sylvester flows' code (riannevdberg/sylvester-flows): Adamax.
+    "adamax": lambda lr: keras.optimizers.Adamax(lr, epsilon=1e-7),
+    # The planar flows' paper: RMSprop with momentum 0.9.
     "rmsprop": lambda lr: keras.optimizers.RMSprop(lr, momentum=0.9),
 }
 
@@ -64,8 +70,10 @@ def parse_args(argv=None):
                            " (TFDS builds from it offline); default: download")
   parser.add_argument("--train-size", type=non_negative_int, default=0,
                       help="train on the first N training digits; 0: all")
-  parser.add_argument("--flow", choices=("planar", "radial", "none"),
-                      default="planar")
+  parser.add_argument("--flow", choices=family_names() + ("none",),
+                      default="planar",
+                      help="the posterior's flow family; none: a diagonal "
+                           "Gaussian")
   parser.add_argument("--num-flows", type=positive_int, default=10)
   parser.add_argument("--latent-dim", type=positive_int, default=40)
   parser.add_argument("--hidden-units", type=positive_int, nargs="+",
@@ -95,6 +103,12 @@ def parse_args(argv=None):
                            "callbacks see every N-th step; default 20 on one "
                            "device, 1 on several replicas (where Keras' loop "
                            "of steps fails, keras-team/keras#19246)")
+  parser.add_argument("--restore-best", action=argparse.BooleanOptionalAction,
+                      default=True,
+                      help="end with the weights of the epoch with the best "
+                           "validation ELBO (kept on disk across kills), "
+                           "not the last epoch's; the test figures and the "
+                           "saved model are of those weights")
   parser.add_argument("--seed", type=int, default=0)
   cli.add_training_flags(parser)
   parser.add_argument("--output-dir", type=pathlib.Path, default=None)
@@ -133,7 +147,8 @@ def train(args):
           data.image_dataset(splits["validation"], 1000), args.epochs,
           chief_callbacks=[ReconstructionGridCallback(
               test, args.output_dir / "images")],
-          non_finite=args.non_finite)
+          non_finite=args.non_finite,
+          keep_best=("val_elbo", "max") if args.restore_best else None)
 
   test_metrics = model.evaluate(data.image_dataset(test, 1000),
                                 return_dict=True)

@@ -18,8 +18,10 @@ import tensorflow_probability as tfp
 
 from tfp_flows.bijectors import (ActNorm, AffineCoupling, InvertibleConv1x1,
                                  Planar, Radial, SplitPrior,
-                                 channels_first_flatten, family_names,
-                                 get_family, squeeze)
+                                 Sylvester, channels_first_flatten,
+                                 family_names, get_family,
+                                 householder_product, orthonormalize,
+                                 squeeze)
 from tfp_flows.models import EnergyFlowModel, FlowVAE, GlowModel
 
 tfb = tfp.bijectors
@@ -46,6 +48,22 @@ def _radial():
   params = [rng.normal(size=(3,)), rng.normal(), rng.normal()]
   return ((lambda z0, raw_alpha, raw_beta: Radial.from_unconstrained(
       z0, raw_alpha, raw_beta)), params, rng.normal(size=(4, 3)), 1)
+
+
+def _sylvester(q_from, q_shape, seed):
+  """A Sylvester flow on R^3 whose `Q` is built from unconstrained values
+  in the case's dtype and mode (Householder vectors or a matrix to
+  orthonormalize), so the construction is differentiated too."""
+  def case():
+    rng = _rng(seed)
+    m = q_shape[-1] if q_from is orthonormalize else 3
+    triangle = lambda: np.triu(rng.normal(size=(m, m)), 1) + np.diag(
+        rng.uniform(-0.9, 0.9, size=m))
+    params = [rng.normal(size=q_shape), triangle(), triangle(),
+              rng.normal(size=m)]
+    return ((lambda raw_q, r1, r2, b: Sylvester(q_from(raw_q), r1, r2, b)),
+            params, rng.normal(size=(4, 3)), 1)
+  return case
 
 
 def _actnorm():
@@ -89,7 +107,10 @@ def _flatten():
           _rng(6).normal(size=(2, 2, 2, 3)), 3)
 
 
-CASES = {"planar": _planar, "radial": _radial, "actnorm": _actnorm,
+CASES = {"planar": _planar, "radial": _radial,
+         "sylvester_householder": _sylvester(householder_product, (2, 3), 16),
+         "sylvester_orthogonal": _sylvester(orthonormalize, (3, 2), 17),
+         "actnorm": _actnorm,
          "conv1x1": _conv1x1,
          "affine_coupling": _conditioned_affine(AffineCoupling, 4, 4),
          "additive_coupling": _conditioned_affine(AffineCoupling, 2, 14,

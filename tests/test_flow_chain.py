@@ -1,12 +1,13 @@
 """`FlowFamily.forward_and_log_det` (the training path of FlowVAE and the
-2-D fits) against the chain of `Planar` / `Radial` bijectors it stands for."""
+2-D fits) against the chain of `Planar` / `Radial` / `Sylvester` bijectors
+it stands for."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_flows.bijectors import get_family
+from tfp_flows.bijectors import family_names, get_family
 
 import reference_flows
 
@@ -27,7 +28,7 @@ def _chain_forward_and_log_det(bijectors, z):
   return chain.forward(z), chain.forward_log_det_jacobian(z, event_ndims=1)
 
 
-@pytest.mark.parametrize("flow", ["planar", "radial"])
+@pytest.mark.parametrize("flow", family_names())
 @pytest.mark.parametrize("scale", [0.1, 3.])
 def test_values_and_gradients_match_the_bijector_chain(flow, scale):
   params = _params(flow, scale)
@@ -49,11 +50,17 @@ def test_values_and_gradients_match_the_bijector_chain(flow, scale):
   fast, chain = through("fast"), through("chain")
   assert fast[0].shape == (SAMPLES, BATCH, DIM)
   assert fast[1].shape == (SAMPLES, BATCH)
+  # Float32 rounding, relative to the largest value. Sylvester steps at
+  # scale 3 (off-diagonal entries ~3, Jacobians of norm ~8) amplify it
+  # through the K = 6 steps: measured 2.1e-4 (Householder), where the same
+  # comparison in float64 agrees to 4e-13, so the paths are the same maths.
+  tolerance = 5e-4 if flow.startswith("sylvester") and scale > 1. else 1e-5
   for got, want in zip(fast, chain):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=0,
+                               atol=tolerance * max(1., np.abs(want).max()))
 
 
-@pytest.mark.parametrize("flow", ["planar", "radial"])
+@pytest.mark.parametrize("flow", family_names())
 def test_log_det_is_the_autodiff_jacobian(flow):
   params = _params(flow, 1.)[0]  # one shared flow
   z = tf.constant(np.random.default_rng(9).normal(size=(3, DIM)), tf.float64)
@@ -88,7 +95,8 @@ def test_unknown_number_of_steps_is_refused_with_its_shape(flow):
 
 
 def test_unknown_family_names_the_known_ones():
-  with pytest.raises(ValueError, match=r"one of \('planar', 'radial'\)"):
+  with pytest.raises(ValueError,
+                     match=r"one of \('planar', 'radial', 'sylvester_"):
     get_family("sylvester")
 
 

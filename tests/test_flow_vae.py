@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_flows import data
+from tfp_flows.bijectors import family_names
 from tfp_flows.evaluation import importance_log_likelihood
 from tfp_flows.models import FlowVAE
 
@@ -44,7 +45,7 @@ def _small_model(flow="planar", **kwargs):
   return FlowVAE(flow=flow, **kwargs)
 
 
-@pytest.mark.parametrize("flow", ["planar", "radial", "none"])
+@pytest.mark.parametrize("flow", family_names() + ("none",))
 def test_trainable_variables_are_every_weight_and_all_get_gradients(flow):
   model = _small_model(flow)
   trainable = {id(v) for v in model.trainable_variables}
@@ -70,7 +71,7 @@ def test_trainable_variables_are_every_weight_and_all_get_gradients(flow):
     assert np.abs(flow_gradient).max() > 0
 
 
-@pytest.mark.parametrize("flow", ["planar", "radial"])
+@pytest.mark.parametrize("flow", family_names())
 def test_forward_log_q_matches_tfp_transformed_distribution(flow):
   """log q_K from the forward pass equals TFP's log_prob through the
   inverse of the same flow: the log-dets are chained correctly."""
@@ -209,7 +210,7 @@ def test_save_load_round_trip_gives_the_same_elbo(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("flow", ["planar", "radial"])
+@pytest.mark.parametrize("flow", family_names())
 def test_every_example_starts_from_the_same_near_identity_flow(flow):
   model = _small_model(flow, latent_dim=6)
   images = _synthetic_digits(5, seed=2)
@@ -220,7 +221,8 @@ def test_every_example_starts_from_the_same_near_identity_flow(flow):
   z, log_det = model._flow_forward(flow_params, z0)
   if flow == "radial":  # beta = -alpha + softplus(0) = 0: the identity
     np.testing.assert_allclose(z, z0, atol=1e-6)
-  else:  # shears z + v tanh(w^T z), ||v|| ~ 0.1 sqrt(D)
+  else:  # shears: planar z + v tanh(w^T z), ||v|| ~ 0.1 sqrt(D); Sylvester
+    # z + Q R1 tanh(R2 Q^T z) with strictly upper R1, entries ~ 0.1 / sqrt(M)
     assert np.all(np.linalg.norm(z - z0, axis=-1) <
                   model.num_flows * 0.2 * np.sqrt(6)), z - z0
   np.testing.assert_allclose(log_det, 0., atol=1e-5)
@@ -284,7 +286,7 @@ def test_save_load_round_trip_keeps_compilation(tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-@pytest.mark.parametrize("flow", ["planar", "radial", "none"])
+@pytest.mark.parametrize("flow", family_names() + ("none",))
 def test_xla_training_step_is_the_graph_step(flow):
   """`jit_compile=True` compiles the step's arithmetic only: the same noise
   (drawn outside XLA, whose stateless random numbers differ from

@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 # Long (the example script, end to end, in subprocesses): CI runs it after the default suite.
@@ -62,11 +63,17 @@ def test_short_run_writes_every_artifact_and_resumes(tmp_path, shared_data_dir):
   assert (tmp_path / "export" / "flow_vae.keras").exists()
   assert (tmp_path / "export" / "1" / "saved_model.pb").exists()
   assert metrics["strategy"] == "mirrored" and metrics["replicas"] == 1
+  # The run ended with the best validation epoch's weights (--restore-best).
+  val_elbo = metrics["history"]["val_elbo"]
+  assert metrics["best_epoch"] == {
+      "epoch": int(np.argmax(val_elbo)) + 1, "monitor": "val_elbo",
+      "value": pytest.approx(max(val_elbo))}
   # The same command again resumes from the last checkpoint: no more steps.
   result = _run(args, cwd=tmp_path, env=env)
   assert result.returncode == 0, result.stderr[-3000:]
   again = json.loads((tmp_path / "run" / "metrics.json").read_text())
   assert again["steps"] == 20
+  assert again["best_epoch"] == metrics["best_epoch"]
   # The history still has both epochs, trained by the first process.
   assert again["history"]["val_elbo"] == metrics["history"]["val_elbo"]
   assert len(again["history"]["elbo"]) == 2

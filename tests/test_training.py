@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from tfp_flows import data, distribute, training
-from tfp_flows.callbacks import NonFiniteLossError, SampleGridCallback
+from tfp_flows.callbacks import (BestWeights, NonFiniteLossError,
+                                 SampleGridCallback)
 from tfp_flows.models import GlowModel
 
 BATCH = 16
@@ -132,3 +133,48 @@ def test_strategy_errors_say_what_to_do(tmp_path):
   with pytest.raises(distribute.StrategyError,
                      match="before any other TensorFlow work"):
     training.TrainingRun(tmp_path, "mirrored", cpu_replicas=cpus + 1)
+
+
+def test_best_weights_are_kept_across_a_resume_and_restored(tmp_path):
+  """BestWeights keeps the epoch with the best monitored value on disk,
+  goes on from it in a new process's callback (a resumed run), and ends
+  training with its weights."""
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+  weights_at = {}
+
+  def epoch(callback, index, value):
+    model.layers[0].kernel.assign(np.full((2, 1), float(index), np.float32))
+    weights_at[index] = model.get_weights()
+    callback.on_epoch_end(index, {"val_elbo": value})
+
+  first = BestWeights(tmp_path, "val_elbo", "max")
+  first.set_model(model)
+  first.on_train_begin()
+  for index, value in enumerate([-3., -1., float("nan"), -2.]):
+    epoch(first, index, value)
+  assert first.record() == {"epoch": 2, "monitor": "val_elbo", "value": -1.}
+  # A resumed run: a fresh callback reads the record, so a worse epoch
+  # after the resume does not replace the best.
+  resumed = BestWeights(tmp_path, "val_elbo", "max")
+  resumed.set_model(model)
+  resumed.on_train_begin()
+  epoch(resumed, 4, -1.5)
+  resumed.on_train_end()
+  for got, want in zip(model.get_weights(), weights_at[1], strict=True):
+    np.testing.assert_array_equal(got, want)
+  assert resumed.record()["epoch"] == 2
+  # "min" keeps the smallest; no finite value ever: nothing to restore.
+  smallest = BestWeights(tmp_path / "min", "val_loss", "min")
+  smallest.set_model(model)
+  smallest.on_train_begin()
+  epoch(smallest, 0, 2.)
+  epoch(smallest, 1, 1.)
+  assert smallest.record()["epoch"] == 2
+  nothing = BestWeights(tmp_path / "none", "val_elbo", "max")
+  nothing.set_model(model)
+  nothing.on_train_begin()
+  epoch(nothing, 0, float("nan"))
+  nothing.on_train_end()
+  assert nothing.record() is None
+  with pytest.raises(ValueError, match="mode must be"):
+    BestWeights(tmp_path, "val_elbo", "largest")

@@ -1,9 +1,12 @@
 """Keras callbacks for flow training: sample grids written each epoch, the
-guard against non-finite losses, and a per-epoch log that survives resumes."""
+guard against non-finite losses, a per-epoch log that survives resumes, and
+the best epoch's weights, kept on disk and restored at the end."""
 
 import contextlib
 import csv
+import json
 import math
+import os
 import pathlib
 import warnings
 
@@ -12,7 +15,8 @@ import numpy as np
 
 from tfp_flows import plotting
 
-__all__ = ["NonFiniteGuard", "NonFiniteLossError", "SampleGridCallback",
+__all__ = ["BestWeights", "NonFiniteGuard", "NonFiniteLossError",
+           "SampleGridCallback",
            "ReconstructionGridCallback", "save_vae_grids", "epoch_log",
            "read_epoch_log", "ema_weights", "sample_grid", "uses_ema"]
 
@@ -242,3 +246,76 @@ def read_epoch_log(path):
   keys = sorted({key for row in rows.values() for key in row})
   return {key: [number(rows[epoch].get(key)) for epoch in sorted(rows)]
           for key in keys}
+
+
+class BestWeights(keras.callbacks.Callback):
+  """Keeps the weights of the epoch with the best `monitor` on disk and
+  loads them into the model when training ends.
+
+  Keras' `EarlyStopping(restore_best_weights=True)` holds them in memory,
+  so a killed and resumed run forgets them; `ModelCheckpoint(
+  save_best_only=True)` forgets the best value on resume and overwrites
+  the file with the first epoch after it. This writes `best.weights.h5`
+  and `best.json` (`{"epoch", "monitor", "value"}`, the epoch counted from
+  1) into `directory` after each improvement, each by an atomic rename,
+  and reads `best.json` back at the start of training, so a resumed run
+  goes on from the same best. With no improvement ever logged (`monitor`
+  missing, or every value NaN) nothing is written or restored.
+
+  Args:
+    directory: where the two files go (one per worker under a
+      multi-worker strategy: `training.TrainingRun` passes its backup
+      folder).
+    monitor: an epoch log key, e.g. `"val_elbo"`.
+    mode: `"max"` or `"min"`: which direction is better.
+  """
+
+  def __init__(self, directory, monitor, mode):
+    super().__init__()
+    if mode not in ("max", "min"):
+      raise ValueError(f"BestWeights: mode must be 'max' or 'min'; got "
+                       f"{mode!r}.")
+    self.directory = pathlib.Path(directory)
+    self.monitor, self.mode = monitor, mode
+    self.best = None
+
+  @property
+  def weights_path(self):
+    return self.directory / "best.weights.h5"
+
+  @property
+  def record_path(self):
+    return self.directory / "best.json"
+
+  def record(self):
+    """`best.json`'s contents, or None before any improvement."""
+    if not self.record_path.exists():
+      return None
+    return json.loads(self.record_path.read_text())
+
+  def on_train_begin(self, logs=None):
+    record = self.record()
+    self.best = record if record and record["monitor"] == self.monitor \
+        else None
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = (logs or {}).get(self.monitor)
+    if value is None or not math.isfinite(float(value)):
+      return
+    value = float(value)
+    if self.best is not None and not (
+        value > self.best["value"] if self.mode == "max"
+        else value < self.best["value"]):
+      return
+    self.directory.mkdir(parents=True, exist_ok=True)
+    partial = self.directory / "best.partial.weights.h5"
+    self.model.save_weights(partial)
+    os.replace(partial, self.weights_path)
+    self.best = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
+    partial_record = self.directory / "best.partial.json"
+    partial_record.write_text(json.dumps(self.best))
+    os.replace(partial_record, self.record_path)
+
+  def on_train_end(self, logs=None):
+    if self.best is not None and self.weights_path.exists():
+      self.model.load_weights(self.weights_path)

@@ -75,7 +75,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfp_flows import data, distribute, plotting
-from tfp_flows.callbacks import NonFiniteLossError, epoch_log, read_epoch_log
+from tfp_flows.callbacks import (BestWeights, NonFiniteLossError, epoch_log,
+                                 read_epoch_log)
 from tfp_flows.export import export_saved_model
 
 __all__ = ["TrainingRun", "exit_code", "EXIT_OK", "EXIT_BAD_INPUT",
@@ -123,6 +124,7 @@ class TrainingRun:
       keras.utils.set_random_seed(seed)
     self.epochs = None
     self.train_seconds = None
+    self.best_weights = None
 
   @property
   def num_replicas(self):
@@ -147,12 +149,19 @@ class TrainingRun:
     """`{metric: [value per epoch]}` of every epoch, across resumed runs."""
     return read_epoch_log(self.history_path)
 
-  def callbacks(self, chief_callbacks=(), callbacks=()):
-    """The standard callbacks with yours, in the order `fit` uses."""
+  def callbacks(self, chief_callbacks=(), callbacks=(), keep_best=None):
+    """The standard callbacks with yours, in the order `fit` uses;
+    `keep_best` as in `fit`."""
     chief = self.is_chief
     # Before the checkpoint: a run killed between the two logs its last
     # epoch twice (read_epoch_log keeps the later row), never not at all.
     standard = [epoch_log(self.history_path)] if chief else []
+    self.best_weights = None
+    if keep_best is not None:
+      # Before the checkpoint too: a run killed between the two would
+      # resume past an epoch whose weights were never considered.
+      self.best_weights = BestWeights(self.backup_dir / "best", *keep_best)
+      standard.append(self.best_weights)
     # Weights, optimizer state and epoch after every epoch, restored when the
     # same code runs again; kept after the last epoch, so a rerun of a
     # finished run trains no further. Two generations, so a run killed while
@@ -170,7 +179,8 @@ class TrainingRun:
     return standard + list(callbacks)
 
   def fit(self, model, train, validation=None, epochs=1, *,
-          chief_callbacks=(), callbacks=(), non_finite="stop", **fit_kwargs):
+          chief_callbacks=(), callbacks=(), non_finite="stop", keep_best=None,
+          **fit_kwargs):
     """`model.fit` with the standard callbacks; resumes a killed run.
 
     Args:
@@ -183,6 +193,10 @@ class TrainingRun:
       callbacks: run on every worker, last.
       non_finite: `"stop"` raises `NonFiniteLossError` at a non-finite step,
         `"skip"` skips such steps (the models' `fit`).
+      keep_best: `(monitor, mode)`, e.g. `("val_elbo", "max")`: keep the
+        best epoch's weights on disk (`callbacks.BestWeights`, in
+        `backup/best/`, surviving kills) and end with them in `model`;
+        `finish` then reports that epoch. None: end with the last epoch's.
       **fit_kwargs: passed on to `model.fit` (e.g. `verbose`).
 
     Returns:
@@ -191,7 +205,8 @@ class TrainingRun:
     self.epochs = epochs
     start = time.perf_counter()
     result = model.fit(train, validation_data=validation, epochs=epochs,
-                       callbacks=self.callbacks(chief_callbacks, callbacks),
+                       callbacks=self.callbacks(chief_callbacks, callbacks,
+                                                keep_best),
                        non_finite=non_finite, **fit_kwargs)
     self.train_seconds = time.perf_counter() - start
     return result
@@ -208,8 +223,9 @@ class TrainingRun:
 
     Args:
       metrics: the caller's results, first in `metrics.json`; the run adds
-        `epochs`, `steps`, `train_seconds_this_run`, `strategy`, `replicas`
-        and `history` unless given. NumPy scalars and paths are written as
+        `epochs`, `steps`, `train_seconds_this_run`, `strategy`, `replicas`,
+        `best_epoch` (`fit(keep_best=...)`'s record, else None) and
+        `history` unless given. NumPy scalars and paths are written as
         numbers and strings.
 
     Returns:
@@ -230,6 +246,7 @@ class TrainingRun:
         ("train_seconds_this_run", self.train_seconds),
         ("strategy", self.strategy_name),
         ("replicas", self.num_replicas),
+        ("best_epoch", self.best_weights and self.best_weights.record()),
         ("history", self.history())):
       results.setdefault(key, value)
     self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,9 @@ class FlowFamily:
   Attributes:
     name: what users pass (`FlowVAE(flow=name)`).
     param_size: `D -> P`, the reals parametrizing one step on `R^D`.
-    make_bijector: `(params [..., P], D, name) -> tfb.Bijector`, one step.
+    make_bijector: `(params [..., P], D, k, name) -> tfb.Bijector`, step
+      `k` (0-based; a family whose steps alternate, as triangular
+      Sylvester flows alternate their permutation, reads it).
     constrain: `(params [..., K, P], D) -> [step_0, ..., step_{K-1}]`, the
       valid parameters of each of the `K` steps (each a tuple of tensors),
       computed for all `K` at once and then unstacked along the `K` axis.
@@ -76,7 +78,7 @@ class FlowFamily:
   def bijectors(self, params, dim):
     """The `K` bijectors of `params` `[..., K, P]`, in the order applied."""
     params = self.checked_params(params, dim)
-    return [self.make_bijector(params[..., k, :], dim, f"{self.name}_{k}")
+    return [self.make_bijector(params[..., k, :], dim, k, f"{self.name}_{k}")
             for k in range(params.shape[-2])]
 
   def forward_and_log_det(self, params, dim, z):

@@ -15,7 +15,8 @@ from tfp_flows.bijectors.checks import (CheckedInputs, assert_finite,
 
 tfb = tfp.bijectors
 
-__all__ = ["PLANAR", "Planar", "planar_constrained_params", "planar_step"]
+__all__ = ["PLANAR", "Planar", "log_one_plus_c_sech_sq",
+           "planar_constrained_params", "planar_step"]
 
 
 class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
@@ -214,7 +215,7 @@ class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
     x = self._check_input(x, "x")
     _, w, b, log_one_plus_c = self._constrained_params()
     h = tf.reduce_sum(w * x, axis=-1) + b
-    return _log_phi_prime(h, log_one_plus_c)
+    return log_one_plus_c_sech_sq(h, log_one_plus_c)
 
   def _inverse(self, y):
     y = self._check_input(y, "y")
@@ -231,7 +232,7 @@ class Planar(CheckedInputs, tfb.AutoCompositeTensorBijector):
     h_x = tf.reduce_sum(w * x_const, axis=-1) + b
     residual = y - (x_const + u_hat * tf.tanh(h_x)[..., tf.newaxis])
     psi = tf.exp(_log_sech_sq(h_x))[..., tf.newaxis] * w
-    phi_prime = tf.exp(_log_phi_prime(h_x, log_one_plus_c))
+    phi_prime = tf.exp(log_one_plus_c_sech_sq(h_x, log_one_plus_c))
     # phi' underflows to 0 only where J is singular in this dtype; the
     # step is then rejected below, and must not be 0/0 before that.
     phi_prime = tf.where(phi_prime > 0., phi_prime, 1.)
@@ -303,7 +304,7 @@ def planar_step(x, u_hat, w, b, log_one_plus_c):
   `h = w^T x + b`, and `log|det J| = log(1 + w^T u_hat sech^2 h)`."""
   h = tf.reduce_sum(w * x, axis=-1) + b
   return (x + u_hat * tf.tanh(h)[..., tf.newaxis],
-          _log_phi_prime(h, log_one_plus_c))
+          log_one_plus_c_sech_sq(h, log_one_plus_c))
 
 
 def _unpack(params, dim):
@@ -349,7 +350,7 @@ def _step(z, step_params):
 PLANAR = register_family(FlowFamily(
     name="planar",
     param_size=lambda dim: 2 * dim + 1,
-    make_bijector=lambda params, dim, name: Planar(*_unpack(params, dim),
+    make_bijector=lambda params, dim, k, name: Planar(*_unpack(params, dim),
                                                    name=name),
     constrain=_constrain, step=_step, near_identity=_near_identity))
 
@@ -371,9 +372,10 @@ def _log_sech_sq(h):
   return 2. * (np.log(2.) - abs_h - tf.math.softplus(-2. * abs_h))
 
 
-def _log_phi_prime(h, log_one_plus_c):
-  """log(1 + c sech^2 h), the planar log|det J|, without cancellation,
-  under- or overflow; `log_one_plus_c = log(1 + c)`."""
+def log_one_plus_c_sech_sq(h, log_one_plus_c):
+  """log(1 + c sech^2 h), elementwise, without cancellation, under- or
+  overflow; `log_one_plus_c = log(1 + c)`, `c > -1`. The planar log|det J|,
+  and each diagonal term of the Sylvester one (`sylvester.py`)."""
   c = tf.math.expm1(log_one_plus_c)
   log_sech_sq = _log_sech_sq(h)
   # Both branches are evaluated (tf.where); each gets inputs valid for it so
@@ -408,7 +410,7 @@ def _solve_phi(s, log_one_plus_c):
   # (ds - dc tanh h) / phi'(h) to the gradient.
   residual = h_root + c * tf.tanh(h_root) - s
   phi_prime = tf.stop_gradient(
-      tf.exp(_log_phi_prime(h_root, log_one_plus_c_const)))
+      tf.exp(log_one_plus_c_sech_sq(h_root, log_one_plus_c_const)))
   safe_phi_prime = tf.where(phi_prime > 0., phi_prime, tf.ones_like(phi_prime))
   return h_root - (residual - tf.stop_gradient(residual)) / safe_phi_prime
 
@@ -435,7 +437,7 @@ def _find_root(s, c, log_one_plus_c):
       value_tolerance=tf.zeros([], dtype), max_iterations=100)
   # One Newton step recovers the digits the absolute tolerance leaves when
   # the root is much smaller than the bracket (c near -1, s near 0).
-  phi_prime = tf.exp(_log_phi_prime(h, log_one_plus_c))
+  phi_prime = tf.exp(log_one_plus_c_sech_sq(h, log_one_plus_c))
   newton = h - objective(h) / tf.where(phi_prime > 0., phi_prime, 1.)
   accept = (newton >= low) & (newton <= high) & tf.math.is_finite(newton)
   accept &= tf.abs(objective(newton)) <= tf.abs(objective(h))

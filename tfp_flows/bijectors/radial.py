@@ -357,7 +357,7 @@ def _step(z, step_params):
 RADIAL = register_family(FlowFamily(
     name="radial",
     param_size=lambda dim: dim + 2,
-    make_bijector=lambda params, dim, name: Radial(*_unpack(params, dim),
+    make_bijector=lambda params, dim, k, name: Radial(*_unpack(params, dim),
                                                    name=name),
     constrain=_constrain, step=_step, near_identity=_near_identity))
 

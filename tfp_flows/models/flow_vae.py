@@ -1,5 +1,6 @@
-"""A VAE whose approximate posterior is a planar or radial flow (Rezende &
-Mohamed 2015, Sec. 6.2), as a Keras 3 model with a custom `train_step`."""
+"""A VAE whose approximate posterior is a normalizing flow (Rezende &
+Mohamed 2015, Sec. 6.2: planar, radial; van den Berg et al. 2018:
+Sylvester), as a Keras 3 model with a custom `train_step`."""
 
 import functools
 import math
@@ -93,7 +94,9 @@ class FlowVAE(FlowModel):
   Args:
     latent_dim: dimension `D` of `z`.
     flow: a flow family's name (`tfp_flows.bijectors.family_names()`:
-      `"planar"`, `"radial"`) or `"none"` (a diagonal-Gaussian VAE).
+      `"planar"`, `"radial"`, `"sylvester_householder"`,
+      `"sylvester_orthogonal"`, `"sylvester_triangular"`) or `"none"` (a
+      diagonal-Gaussian VAE).
     num_flows: `K`, flow steps (ignored for `"none"`).
     hidden_units: widths of the encoder's hidden layers; the decoder mirrors
       them.
