@@ -100,3 +100,22 @@ def test_validate_args_checks_the_input_event_size():
   planar = Planar(u=[1., 2.], w=[0.5, 0.5], b=0., validate_args=True)
   with pytest.raises(tf.errors.InvalidArgumentError, match="last dimension"):
     planar.forward(tf.ones([4, 3]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [0.5, 1.83, 7., 40.])
+def test_inverse_where_tanh_saturates(c, dtype):
+  """Roots on the edge of the bracket: for |w^T y + b| >> c the root of
+  h + c tanh h = s sits where tanh h rounds to +-1, at the bracket's bound
+  |s| - c, whose objective's sign is then rounding (the Sylvester inverse
+  returned the far end there until its bracket was widened). The backward
+  error stays at rounding level."""
+  # w = [1, 0] and m(w^T u) = c: w^T u_hat = c.
+  flow = Planar(u=np.array([np.log(np.expm1(1. + c)), 0.3], dtype),
+                w=np.array([1., 0.], dtype), b=dtype(0.))
+  s = np.linspace(-200., 200., 801).astype(dtype)
+  y = np.stack([s, np.zeros_like(s)], axis=-1)
+  x = flow.inverse(tf.identity(tf.constant(y)))
+  residual = np.abs(flow.forward(tf.identity(x)).numpy() - y).max(-1)
+  assert np.all(residual / (1. + np.abs(y).max(-1))
+                <= 8. * np.finfo(dtype).eps)

@@ -145,7 +145,7 @@ def test_best_weights_are_kept_across_a_resume_and_restored(tmp_path):
   def epoch(callback, index, value):
     model.layers[0].kernel.assign(np.full((2, 1), float(index), np.float32))
     weights_at[index] = model.get_weights()
-    callback.on_epoch_end(index, {"val_elbo": value})
+    callback.on_epoch_end(index, {callback.monitor: value})
 
   first = BestWeights(tmp_path, "val_elbo", "max")
   first.set_model(model)
