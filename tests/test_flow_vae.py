@@ -286,7 +286,11 @@ def test_save_load_round_trip_keeps_compilation(tmp_path):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-@pytest.mark.parametrize("flow", family_names() + ("none",))
+# The Sylvester families' XLA steps take 16-38 s each to compile on 2 cores:
+# they run in the slow suite (CI runs both).
+@pytest.mark.parametrize("flow", [
+    pytest.param(flow, marks=[pytest.mark.slow] * flow.startswith("sylvester"))
+    for flow in family_names() + ("none",)])
 def test_xla_training_step_is_the_graph_step(flow):
   """`jit_compile=True` compiles the step's arithmetic only: the same noise
   (drawn outside XLA, whose stateless random numbers differ from

@@ -173,7 +173,11 @@ def test_log_det_matches_autodiff_jacobian(kind, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: t.__name__)
-@pytest.mark.parametrize("d", EVENT_SIZES)
+# D = 40 solves 40 scalar roots one after another, eagerly: 4-5 s a case, so
+# those 24 run in the slow suite (CI runs both).
+@pytest.mark.parametrize("d", [pytest.param(d, marks=[pytest.mark.slow] *
+                                            (d == max(EVENT_SIZES)))
+                               for d in EVENT_SIZES])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("kind", Q_KINDS)
 def test_inverse_is_backward_stable_and_round_trips(kind, case, d, dtype):
