@@ -232,22 +232,29 @@ def _conv_same_as_matmuls(inputs, kernel):
   """`tf.nn.conv2d(inputs, kernel, 1, "SAME")` for an odd-sized kernel
   `[kh, kw, Cin, Cout]` with few output channels, forward and both
   gradients as one matrix product each over the `Cin` channels, with the
-  `kh kw` shifts applied to the few-channel side:
+  `kh kw` shifts and the zero border applied only to few-channel tensors
+  (`(ph, pw)` the half sizes, `W_ab = kernel[a, b]`):
 
   ```none
-  z = pad(x) W[Cin, (a, b, Cout)],  y = sum_(a, b) z[.., i + a, j + b, (a, b, :)]
-  dx = [dy shifted by (a, b)]_(a, b) W^T[(a, b, Cout), Cin]
-  dW = pad(x)^T [dy placed at offset (a, b) in the padded frame]_(a, b)
+  y[i, j]  = sum_(a, b) pad(x W_ab)[i + a, j + b]      (z = x W[Cin, (a, b, Cout)])
+  S_ab[i, j] = pad(dy)[i + 2 ph - a, j + 2 pw - b]     (dy shifted, zero-filled)
+  dx = S W^T[(a, b, Cout), Cin],   dW = x^T S          (S = [S_ab]_(a, b))
   ```
+
+  The backward keeps only `inputs` (which the ReLU before this convolution
+  keeps anyway) and builds `S`, `kh kw Cout` channels, once for both
+  gradients. An earlier version padded the `Cin`-channel input and kept
+  that copy for the filter gradient: 180 MB more peak memory at
+  GlowModel's defaults (docs/RESULTS.md).
   """
   kh, kw, in_channels, out_channels = kernel.shape
   ph, pw = (kh - 1) // 2, (kw - 1) // 2
   height, width = tf.shape(inputs)[1], tf.shape(inputs)[2]
-  padded = tf.pad(inputs, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
   shifts = [(a, b) for a in range(kh) for b in range(kw)]
-  z = tf.tensordot(padded, tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]),
-                                      [in_channels, kh * kw * out_channels]),
-                   axes=1)
+  z = tf.pad(tf.tensordot(inputs, tf.reshape(
+      tf.transpose(kernel, [2, 0, 1, 3]),
+      [in_channels, kh * kw * out_channels]), axes=1),
+             [[0, 0], [ph, ph], [pw, pw], [0, 0]])
   outputs = tf.add_n([
       z[:, a:a + height, b:b + width,
         (a * kw + b) * out_channels:(a * kw + b + 1) * out_channels]
@@ -263,13 +270,9 @@ def _conv_same_as_matmuls(inputs, kernel):
     input_gradient = tf.tensordot(shifted, tf.reshape(
         tf.transpose(kernel, [0, 1, 3, 2]),
         [kh * kw * out_channels, in_channels]), axes=1)
-    placed = tf.concat([
-        tf.pad(output_gradient,
-               [[0, 0], [a, 2 * ph - a], [b, 2 * pw - b], [0, 0]])
-        for a, b in shifts], axis=-1)
     kernel_gradient = tf.matmul(
-        tf.reshape(padded, [-1, in_channels]),
-        tf.reshape(placed, [-1, kh * kw * out_channels]), transpose_a=True)
+        tf.reshape(inputs, [-1, in_channels]),
+        tf.reshape(shifted, [-1, kh * kw * out_channels]), transpose_a=True)
     kernel_gradient = tf.transpose(tf.reshape(
         kernel_gradient, [in_channels, kh, kw, out_channels]), [1, 2, 0, 3])
     return input_gradient, kernel_gradient
