@@ -39,6 +39,16 @@ from tfp_flows.models import FlowVAE  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = [("none", 0), ("planar", 10), ("radial", 10), ("planar", 40)]
+# Issue 17's rows: planar up to the paper's K = 80, and each Sylvester Q at
+# about planar K = 40's parameter count. The flow head (400 -> K p) holds
+# nearly all of a flow's parameters; p per step at D = 40 is 81 (planar),
+# 400 (orthogonal, M = 8), 2,000 (Householder, M = D, 8 reflections), 1,680
+# (triangular, M = D). The table prints each run's count.
+ISSUE_17_CONFIGS = [("none", 0), ("planar", 10), ("planar", 40),
+                    ("planar", 80), ("radial", 10),
+                    ("sylvester_orthogonal", 8),
+                    ("sylvester_householder", 2),
+                    ("sylvester_triangular", 2)]
 
 
 def run_name(flow, num_flows):
@@ -101,10 +111,17 @@ def main():
                       help="passed on to train_flow_vae.py (default: its "
                            "default, the paper's 10000)")
   parser.add_argument("--configs", nargs="+", default=None,
-                      help="e.g. planar:40 none:0 (default: the four rows)")
+                      help="e.g. planar:40 none:0, or issue17 for its eight "
+                           "rows (default: the first table's four)")
+  parser.add_argument("--train-args", default="",
+                      help="more flags for train_flow_vae.py, one string, "
+                           "e.g. '--optimizer adamax --learning-rate 5e-4'")
   args = parser.parse_args()
-  configs = CONFIGS if args.configs is None else [
-      (c.split(":")[0], int(c.split(":")[1])) for c in args.configs]
+  if args.configs == ["issue17"]:
+    configs = ISSUE_17_CONFIGS
+  else:
+    configs = CONFIGS if args.configs is None else [
+        (c.split(":")[0], int(c.split(":")[1])) for c in args.configs]
   rows = []
   for flow, num_flows in configs:
     name = run_name(flow, num_flows)
@@ -118,11 +135,14 @@ def main():
                "--export-dir", str(output_dir / "model")]
     if args.annealing_steps is not None:
       command += ["--annealing-steps", str(args.annealing_steps)]
+    command += args.train_args.split()
     if not args.report_only:
       print(" ".join(command), flush=True)
       subprocess.run(command, check=True)
     metrics = json.loads((output_dir / "metrics.json").read_text())
     metrics["val_elbo"], metrics["train_seconds"] = logged_history(output_dir)
+    metrics["parameters"] = keras.models.load_model(
+        output_dir / "model" / "flow_vae.keras").count_params()
     if args.check_samples:
       metrics["check"] = check_log_likelihood(
           output_dir / "model" / "flow_vae.keras", args.data_dir,
@@ -130,18 +150,20 @@ def main():
     rows.append((flow, num_flows, metrics))
   check = (f" first {args.check_digits} digits, S = {args.check_samples} |"
            if args.check_samples else "")
-  print("\n| posterior | K | test −log p(x) (nats) |" + check +
-        " test −ELBO (nats) | epochs (steps) | train time |")
-  print("|---|---|---|" + "---|" * bool(check) + "---|---|---|")
+  print("\n| posterior | K | parameters | test −log p(x) (nats) |" + check +
+        " test −ELBO (nats) | best epoch | epochs (steps) | train time |")
+  print("|---|---|---:|---|" + "---|" * bool(check) + "---|---|---|---|")
   for flow, num_flows, m in rows:
     cell = ""
     if check:
       stderr = m["check"].std(ddof=1) / len(m["check"]) ** 0.5
       cell = f" {-m['check'].mean():.2f} ± {stderr:.2f} |"
     print(f"| {flow if flow != 'none' else 'diagonal Gaussian'} | "
-          f"{num_flows or '–'} | {m['test_negative_log_likelihood']:.2f} ± "
+          f"{num_flows or '–'} | {m['parameters']:,} | "
+          f"{m['test_negative_log_likelihood']:.2f} ± "
           f"{m['test_negative_log_likelihood_stderr']:.2f} |{cell} "
-          f"{m['test_negative_elbo']:.2f} | {m['epochs']} ({m['steps']}) | "
+          f"{m['test_negative_elbo']:.2f} | {(m.get('best_epoch') or {}).get('epoch', '–')} | "
+          f"{m['epochs']} ({m['steps']}) | "
           f"{m['train_seconds'] / 60:.1f} min |")
   fig, ax = plt.subplots(figsize=(6, 3.8))
   plotted = [(f, k, m) for f, k, m in rows if m["val_elbo"]]

@@ -46,10 +46,11 @@ import numpy as np  # noqa: E402
 from tfp_flows import cli, data, training  # noqa: E402
 from tfp_flows.bijectors import family_names  # noqa: E402
 from tfp_flows.callbacks import (ReconstructionGridCallback,  # noqa: E402
-                                 save_vae_grids)
+                                 TimeLimit, save_vae_grids)
 from tfp_flows.cli import non_negative_int, positive_float, positive_int  # noqa: E402
 from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
 from tfp_flows.models import FlowVAE  # noqa: E402
+from tfp_flows.optimizers import LinearWarmup  # noqa: E402
 
 OPTIMIZERS = {
     "adam": lambda lr: keras.optimizers.Adam(lr),
@@ -83,6 +84,14 @@ def parse_args(argv=None):
                       help="global batch size, split across replicas")
   parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
   parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+  parser.add_argument("--lr-decay", choices=("none", "cosine"), default="none",
+                      help="cosine: the learning rate falls to 0 along a "
+                           "half cosine over --epochs")
+  parser.add_argument("--max-minutes", type=positive_float, default=None,
+                      help="stop training after this many minutes (the "
+                           "first step that ends past them; the epoch is "
+                           "then validated and checkpointed as usual): a "
+                           "wall-clock budget")
   parser.add_argument("--annealing-steps", type=non_negative_int,
                       default=10_000,
                       help="beta_t = min(1, 0.01 + t / this); 0: no annealing")
@@ -139,7 +148,12 @@ def train(args):
     # of fit's loop is a large share (docs/RESULTS.md).
     steps_per_execution = args.steps_per_execution or (
         20 if run.num_replicas == 1 else 1)
-    model.compile(optimizer=OPTIMIZERS[args.optimizer](args.learning_rate),
+    learning_rate = args.learning_rate
+    if args.lr_decay == "cosine":
+      steps_per_epoch = -(-len(splits["train"]) // args.batch_size)
+      learning_rate = LinearWarmup(args.learning_rate, warmup_steps=0,
+                                   decay_steps=args.epochs * steps_per_epoch)
+    model.compile(optimizer=OPTIMIZERS[args.optimizer](learning_rate),
                   steps_per_execution=steps_per_execution)
   test = splits["test"]
   run.fit(model, data.image_dataset(splits["train"], args.batch_size,
@@ -148,7 +162,9 @@ def train(args):
           chief_callbacks=[ReconstructionGridCallback(
               test, args.output_dir / "images")],
           non_finite=args.non_finite,
-          keep_best=("val_elbo", "max") if args.restore_best else None)
+          keep_best=("val_elbo", "max") if args.restore_best else None,
+          callbacks=[TimeLimit(60. * args.max_minutes)]
+          if args.max_minutes else ())
 
   test_metrics = model.evaluate(data.image_dataset(test, 1000),
                                 return_dict=True)

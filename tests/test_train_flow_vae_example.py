@@ -79,3 +79,27 @@ def test_short_run_writes_every_artifact_and_resumes(tmp_path, shared_data_dir):
   assert len(again["history"]["elbo"]) == 2
   # Each run exports the next version: TF Serving picks up the newest.
   assert (tmp_path / "export" / "2" / "saved_model.pb").exists()
+
+
+def test_a_minute_budget_stops_training_with_the_schedule_and_optimizer(
+    tmp_path, shared_data_dir):
+  """--max-minutes ends a 50-epoch run after its first group of steps (its
+  compilation alone outlasts 0.6 s); --lr-decay cosine and --optimizer
+  adamax train and report as usual."""
+  if shared_data_dir is None:
+    pytest.skip("needs ../shared/data/binarized_mnist")
+  args = ["--data-dir", str(shared_data_dir / "binarized_mnist"),
+          "--train-size", "1000", "--epochs", "50", "--num-flows", "2",
+          "--latent-dim", "8", "--hidden-units", "64", "--eval-samples", "20",
+          "--eval-size", "100", "--steps-per-execution", "5",
+          "--max-minutes", "0.01", "--lr-decay", "cosine",
+          "--optimizer", "adamax", "--learning-rate", "5e-4",
+          "--output-dir", str(tmp_path / "run"),
+          "--export-dir", str(tmp_path / "export")]
+  result = _run(args, cwd=tmp_path, env={"TFDS_DATA_DIR": str(tmp_path)})
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+  assert metrics["steps"] == 5  # the first group of 5 steps, of epoch 1
+  assert len(metrics["history"]["val_elbo"]) == 1
+  assert np.isfinite(metrics["test_negative_log_likelihood"])
+  assert metrics["config"]["lr_decay"] == "cosine"

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tfp_flows import data, distribute, training
-from tfp_flows.callbacks import (BestWeights, NonFiniteLossError,
+from tfp_flows.callbacks import (BestWeights, NonFiniteLossError, TimeLimit,
                                  SampleGridCallback)
 from tfp_flows.models import GlowModel
 
@@ -178,3 +178,39 @@ def test_best_weights_are_kept_across_a_resume_and_restored(tmp_path):
   assert nothing.record() is None
   with pytest.raises(ValueError, match="mode must be"):
     BestWeights(tmp_path, "val_elbo", "largest")
+
+
+class _Clock:
+  """A clock that advances `tick` seconds each time it is read after the
+  first: TimeLimit reads it once at the start and once per step."""
+
+  def __init__(self, tick):
+    self.tick, self.now = tick, -tick
+
+  def __call__(self):
+    self.now += self.tick
+    return self.now
+
+
+def test_time_limit_stops_fit_at_the_first_step_past_the_budget():
+  """Steps of 0.2 s under a 0.5 s budget: the third step ends past it, so
+  fit stops there, inside its first epoch, and still validates it. (The
+  real clock runs in test_train_flow_vae_example.py's budget test.)"""
+  model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+  model.compile(optimizer="sgd", loss="mse")
+  x = np.zeros((40, 2), np.float32)
+  y = np.zeros((40, 1), np.float32)
+  limit = TimeLimit(0.5, clock=_Clock(0.2))
+  history = model.fit(x, y, batch_size=4, epochs=3, validation_data=(x, y),
+                      callbacks=[limit], verbose=0)
+  assert int(model.optimizer.iterations.numpy()) == 3
+  assert len(history.history["val_loss"]) == 1
+  assert limit.stopped_after == pytest.approx(0.6)
+  # A fresh fit restarts the clock; a budget never reached stops nothing.
+  roomy = TimeLimit(600.)
+  model.fit(x, y, batch_size=4, epochs=1, callbacks=[roomy], verbose=0)
+  assert roomy.stopped_after is None
+  assert int(model.optimizer.iterations.numpy()) == 13
+  for bad in (0., -1., float("inf"), float("nan")):
+    with pytest.raises(ValueError, match="seconds must be"):
+      TimeLimit(bad)

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pathlib
+import time
 import warnings
 
 import keras
@@ -15,7 +16,7 @@ import numpy as np
 
 from tfp_flows import plotting
 
-__all__ = ["BestWeights", "NonFiniteGuard", "NonFiniteLossError",
+__all__ = ["BestWeights", "NonFiniteGuard", "TimeLimit", "NonFiniteLossError",
            "SampleGridCallback",
            "ReconstructionGridCallback", "save_vae_grids", "epoch_log",
            "read_epoch_log", "ema_weights", "sample_grid", "uses_ema"]
@@ -319,3 +320,36 @@ class BestWeights(keras.callbacks.Callback):
   def on_train_end(self, logs=None):
     if self.best is not None and self.weights_path.exists():
       self.model.load_weights(self.weights_path)
+
+
+class TimeLimit(keras.callbacks.Callback):
+  """Stops `fit` after the first training step that ends `seconds` or more
+  after training began: a wall-clock budget (e.g. two models compared at
+  the same minutes of training).
+
+  Keras then ends the epoch as usual (validation, epoch-end callbacks), so
+  the last epoch may be partial. Keras 3 has no time-limit callback (TF
+  Addons' `TimeStopping` went with that package). The clock starts at
+  `on_train_begin`, so a resumed run gets a fresh budget; `stopped_after`
+  holds the seconds elapsed when it stopped (None if it did not).
+  `clock` (default `time.perf_counter`) lets tests control time.
+  """
+
+  def __init__(self, seconds, clock=time.perf_counter):
+    super().__init__()
+    if not 0. < seconds < math.inf:
+      raise ValueError(f"TimeLimit: seconds must be finite and > 0; got "
+                       f"{seconds}.")
+    self.seconds = float(seconds)
+    self.clock = clock
+    self.stopped_after = None
+
+  def on_train_begin(self, logs=None):
+    self._start = self.clock()
+    self.stopped_after = None
+
+  def on_train_batch_end(self, batch, logs=None):
+    elapsed = self.clock() - self._start
+    if elapsed >= self.seconds:
+      self.model.stop_training = True
+      self.stopped_after = elapsed
