@@ -244,7 +244,7 @@ def _conv_same_as_matmuls(inputs, kernel):
   The backward keeps only `inputs` (which the ReLU before this convolution
   keeps anyway) and builds `S`, `kh kw Cout` channels, once for both
   gradients. An earlier version padded the `Cin`-channel input and kept
-  that copy for the filter gradient: 180 MB more peak memory at
+  that copy for the filter gradient: about 115 MB more peak memory at
   GlowModel's defaults (docs/RESULTS.md).
   """
   kh, kw, in_channels, out_channels = kernel.shape
