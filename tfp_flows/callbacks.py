@@ -200,9 +200,12 @@ class ReconstructionGridCallback(keras.callbacks.Callback):
 
 
 def save_vae_grids(model, images, path, num_samples=64, seed=1234,
-                   suptitle=None):
-  """Digits, reconstructions (mean latents) and prior samples, side by side;
-  probabilities shown as grey levels."""
+                   suptitle=None, num_digits=32):
+  """The first `num_digits` of `images`, their reconstructions (mean
+  latents) and prior samples, side by side; probabilities shown as grey
+  levels. (A whole test set in a 4-column grid would be a sliver that
+  draws as a blank panel.)"""
+  images = images[:num_digits]
   mean, _ = model.encode(images)
   as_uint8 = lambda p: np.round(255 * np.asarray(p)).astype(np.uint8)  # noqa: E731
   grids = [plotting.image_grid(as_uint8(images), num_columns=4),
