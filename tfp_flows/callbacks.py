@@ -187,7 +187,7 @@ class ReconstructionGridCallback(keras.callbacks.Callback):
 
   def __init__(self, images, output_dir, num_samples=64, seed=1234):
     super().__init__()
-    self.images = images[:32]
+    self.images = images  # save_vae_grids draws the first 32
     self.output_dir = pathlib.Path(output_dir)
     self.num_samples = num_samples
     self.seed = seed
