@@ -60,27 +60,36 @@ def _events(path):
     yield tf.compat.v1.Event.FromString(record.numpy())
 
 
+def logged_curve(output_dir, split="validation", tag="epoch_elbo"):
+  """`tag` per epoch of a run's `split` ("train" or "validation"), from its
+  TensorBoard logs, over every process that trained it.
+
+  An epoch logged twice (a run killed after logging it but before its
+  checkpoint, then resumed) keeps the later value.
+  """
+  curve = {}
+  for path in sorted((output_dir / "logs" / split).glob("events.*")):
+    for event in _events(path):
+      for value in event.summary.value:
+        if value.tag == tag:
+          curve[event.step] = float(tf.make_ndarray(value.tensor))
+  return [curve[step] for step in sorted(curve)]
+
+
 def logged_history(output_dir):
   """`(validation ELBO per epoch, training seconds)` of a run, from its
   TensorBoard logs, over every process that trained it.
 
-  An epoch logged twice (a run killed after logging it but before its
-  checkpoint, then resumed) keeps the later value. The training time sums,
-  per process, the span from its event file's creation to its last training
-  event, so the gaps between a kill and a resume are not counted.
+  The training time sums, per process, the span from its event file's
+  creation to its last training event, so the gaps between a kill and a
+  resume are not counted.
   """
-  curve = {}
-  for path in sorted((output_dir / "logs" / "validation").glob("events.*")):
-    for event in _events(path):
-      for value in event.summary.value:
-        if value.tag == "epoch_elbo":
-          curve[event.step] = float(tf.make_ndarray(value.tensor))
   seconds = 0.
   for path in sorted((output_dir / "logs" / "train").glob("events.*")):
     created = float(path.name.split(".")[3])
     wall_times = [event.wall_time for event in _events(path)]
     seconds += max(wall_times, default=created) - created
-  return [curve[step] for step in sorted(curve)], seconds
+  return logged_curve(output_dir), seconds
 
 
 def check_log_likelihood(model_path, data_dir, num_samples, num_digits):
