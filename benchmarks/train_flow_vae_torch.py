@@ -9,7 +9,8 @@ docstring makes it):
         --num-flows 10 --eval-samples 1000
 
 The recipe is FlowVAE's (examples/train_flow_vae.py's flags of the same
-names and defaults): batch 100, Adam(1e-3, eps 1e-7), the annealed free
+names and defaults): batch 100, Adam(1e-3, eps 1e-7) (or --optimizer
+adamax, as Keras' Adamax), the annealed free
 energy with beta_t = min(1, 0.01 + t / annealing_steps), one z_0 per digit,
 the flow head's kernel multiplier and near-identity start, and the weights of the epoch with the
 best validation ELBO at the end (--no-keep-best: the last epoch's). The
@@ -101,6 +102,11 @@ def importance_log_likelihood(model, images, num_samples, digits_per_call=10,
   return torch.cat(out).numpy()
 
 
+# examples/train_flow_vae.py's choices, with Keras' epsilon (PyTorch's
+# defaults are 1e-8).
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--minutes", type=float, required=True)
@@ -108,6 +114,8 @@ def main():
   parser.add_argument("--latent-dim", type=int, default=40)
   parser.add_argument("--batch-size", type=int, default=100)
   parser.add_argument("--learning-rate", type=float, default=1e-3)
+  parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam",
+                      help="as train_flow_vae.py's --optimizer")
   parser.add_argument("--annealing-steps", type=int, default=10_000)
   parser.add_argument("--keep-best", action=argparse.BooleanOptionalAction,
                       default=True)
@@ -132,8 +140,8 @@ def main():
   model = FlowVAE(latent_dim=args.latent_dim, num_flows=args.num_flows)
   if args.num_flows:
     near_identity_start(model, args.seed)
-  optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate,
-                               eps=1e-7)
+  optimizer = OPTIMIZERS[args.optimizer](model.parameters(),
+                                         lr=args.learning_rate, eps=1e-7)
 
   def loss_fn(images, beta):
     noise = torch.randn(images.shape[0], model.latent_dim)
