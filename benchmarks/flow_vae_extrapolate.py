@@ -121,7 +121,7 @@ def main():
   ax.set_ylabel("−ELBO (nats)")
   ax.set_ylim(min(ax.get_ylim()[0], 80.), 110.)
   ax.grid(alpha=0.3, which="both")
-  ax.legend(fontsize=6.5, ncol=2)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.))
   args.figure.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(args.figure, dpi=120, bbox_inches="tight")
   print(f"\nwrote {args.figure}")

@@ -103,7 +103,8 @@ def importance_log_likelihood(model, images, num_samples, digits_per_call=10,
 
 
 # examples/train_flow_vae.py's choices, with Keras' epsilon (PyTorch's
-# defaults are 1e-8).
+# defaults are 1e-8). PyTorch's Adamax adds it inside the running maximum of
+# |g|, Keras' to that maximum in the denominator: negligible beside |g|.
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
 
 
