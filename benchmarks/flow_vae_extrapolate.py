@@ -23,8 +23,11 @@ docs/RESULTS.md), so the prediction is a best case for the recipe.
 A power law cannot see overfitting that has not started: where the
 validation curve has already turned up, the fit's asymptote sits below it
 and the prediction is again a best case. Runs with a learning-rate decay
-(which ends at their last epoch) are drawn but not fitted. Draws every run's curves, the fits
-and the target (as the validation -ELBO it needs) to --figure.
+(which ends at their last epoch) are drawn but not fitted. A run still
+training (no metrics.json yet) is fitted as it stands, without the test
+columns; its flags are not on disk yet, so the fit assumes it has no decay.
+Draws every run's curves, the fits and the target (as the validation -ELBO
+it needs) to --figure.
 """
 
 import argparse
@@ -55,6 +58,11 @@ def fit_power_law(epochs, values):
                             maxfev=20_000)
 
 
+def _cell(value):
+  """A table cell: nats to 2 decimals, or a dash for a run still training."""
+  return "–" if np.isnan(value) else f"{value:.2f}"
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("runs", nargs="+", type=pathlib.Path,
@@ -80,10 +88,15 @@ def main():
     if len(validation) <= args.fit_from + 3:
       raise SystemExit(f"{run}: {len(validation)} epochs logged, too few to "
                        f"fit from epoch {args.fit_from}")
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics_path = run / "metrics.json"
+    # A run still training has no metrics.json: no test figure, no flags.
+    metrics = (json.loads(metrics_path.read_text()) if metrics_path.exists()
+               else {"config": {}, "test_negative_log_likelihood": np.nan})
     measured = metrics["test_negative_log_likelihood"]
     # best_epoch counts from 1; without it the last epoch's weights were kept.
-    kept = (metrics.get("best_epoch") or {}).get("epoch", len(validation))
+    kept = (metrics.get("best_epoch") or {}).get(
+        "epoch", int(np.argmin(validation)) + 1 if np.isnan(measured)
+        else len(validation))
     epochs = np.arange(1, len(validation) + 1, dtype=float)
     ax.plot(epochs, validation, color=color, label=f"{run.name}: validation")
     ax.plot(np.arange(1, len(train) + 1), train, color=color, ls=":", lw=1,
@@ -108,14 +121,16 @@ def main():
                          -params[1] * np.log(args.to_epochs)
                          * args.to_epochs ** -params[2]])
     spread = float(np.sqrt(gradient @ covariance @ gradient))
-    print(f"| {run.name} | {len(validation)} | {kept} | {measured:.2f} | "
-          f"{params[0]:.2f} | {at_target:.2f} ± {spread:.2f} | "
-          f"{predicted:.2f} | {needed:.2f} |")
+    print(f"| {run.name} | {len(validation)} | {kept} | "
+          f"{_cell(measured)} | {params[0]:.2f} | "
+          f"{at_target:.2f} ± {spread:.2f} | {_cell(predicted)} | "
+          f"{_cell(needed)} |")
     future = np.geomspace(args.fit_from, args.to_epochs, 200)
     ax.plot(future, power_law(future, *params), color=color, ls="--", lw=1,
             label=f"fit a + b t^-c, a = {params[0]:.1f}")
-    ax.axhline(needed, color=color, ls="-.", lw=.8,
-               label=f"validation −ELBO for {args.target} nats")
+    if not np.isnan(needed):
+      ax.axhline(needed, color=color, ls="-.", lw=.8,
+                 label=f"validation −ELBO for {args.target} nats")
   ax.set_xscale("log")
   ax.set_xlabel("epoch (500 updates of 100 digits)")
   ax.set_ylabel("−ELBO (nats)")

@@ -10,8 +10,9 @@ each, one after another) and prints a Markdown table of test -log p(x)
 S samples per digit from each run's saved model (e.g. the paper's S = 5000
 on a subset, to see how far S = 1000 is from it), in another column.
 
-Runs that already finished are not retrained (train_flow_vae.py resumes from
-its checkpoint and stops at --epochs), so rerunning only redoes evaluation;
+A rerun skips the runs whose metrics.json already holds --epochs epochs
+scored with --eval-samples samples, and resumes a killed run from its
+checkpoint (train_flow_vae.py), so a table can be built across sessions;
 --report-only just reads the metrics.json files. Also draws the validation
 ELBO of every run per epoch (--curves, default docs/images/flow_vae_curves.png).
 
@@ -101,6 +102,17 @@ def check_log_likelihood(model_path, data_dir, num_samples, num_digits):
   return importance_log_likelihood(model, test, num_samples=num_samples)
 
 
+def finished(output_dir, epochs, eval_samples):
+  """Whether the run in `output_dir` trained `epochs` epochs and was scored
+  with `eval_samples` importance samples (its metrics.json says so)."""
+  path = output_dir / "metrics.json"
+  if not path.exists():
+    return False
+  metrics = json.loads(path.read_text())
+  return (metrics["config"]["epochs"] == epochs
+          and metrics["importance_samples"] == eval_samples)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--epochs", type=int, default=50)
@@ -145,7 +157,10 @@ def main():
     if args.annealing_steps is not None:
       command += ["--annealing-steps", str(args.annealing_steps)]
     command += args.train_args.split()
-    if not args.report_only:
+    if args.report_only or finished(output_dir, args.epochs,
+                                    args.eval_samples):
+      print(f"{name}: reading {output_dir / 'metrics.json'}", flush=True)
+    else:
       print(" ".join(command), flush=True)
       subprocess.run(command, check=True)
     metrics = json.loads((output_dir / "metrics.json").read_text())

@@ -64,3 +64,17 @@ def test_a_decayed_learning_rate_run_is_drawn_but_not_fitted(tmp_path):
             best_epoch=40, measured=90., lr_decay="cosine")
   (row,) = run_script(tmp_path, run)
   assert re.search(r"no fit: the learning rate decays", row)
+
+
+def test_a_run_still_training_is_fitted_without_test_columns(tmp_path):
+  epochs = np.arange(1, 61)
+  run = tmp_path / "training"
+  write_run(run, 96. + 40. * epochs ** -0.7, 95. + 40. * epochs ** -0.7,
+            best_epoch=60, measured=90.)
+  (run / "metrics.json").unlink()  # written only when a run ends
+  (row,) = run_script(tmp_path, run)
+  cells = [cell.strip() for cell in row.strip("|").split("|")]
+  name, logged, kept, measured, asymptote, at_1000, predicted, needed = cells
+  assert (name, logged, kept, measured, predicted, needed) == (
+      "training", "60", "60", "–", "–", "–")
+  assert abs(float(asymptote) - 96.) < 0.3
