@@ -130,7 +130,7 @@ def main():
                       help="test digits the extra column scores")
   parser.add_argument("--annealing-steps", type=int, default=None,
                       help="passed on to train_flow_vae.py (default: its "
-                           "default, the paper's 10000)")
+                           "default; the paper's is 10000)")
   parser.add_argument("--configs", nargs="+", default=None,
                       help="e.g. planar:40 none:0, or issue17 for its eight "
                            "rows (default: the first table's four)")

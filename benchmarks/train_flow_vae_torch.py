@@ -117,7 +117,7 @@ def main():
   parser.add_argument("--learning-rate", type=float, default=1e-3)
   parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam",
                       help="as train_flow_vae.py's --optimizer")
-  parser.add_argument("--annealing-steps", type=int, default=10_000)
+  parser.add_argument("--annealing-steps", type=int, default=1_000)
   parser.add_argument("--keep-best", action=argparse.BooleanOptionalAction,
                       default=True)
   parser.add_argument("--eval-samples", type=int, default=1000)
