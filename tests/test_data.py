@@ -2,6 +2,8 @@
 
 import gzip
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -77,10 +79,29 @@ def test_split_sizes_are_checked(tmp_path):
     data.load_mnist_idx(tmp_path, validation_size=6, test_size=4)
 
 
+_LOAD_AND_SUMMARIZE = """
+import sys
+from tfp_flows import data
+splits = data.load_binarized_mnist(sys.argv[1], data_dir=sys.argv[2])
+print({name: images.shape for name, images in splits.items()})
+"""
+
+
 @pytest.mark.slow  # TFDS builds the dataset from the .amat files
 def test_binarized_mnist_through_tfds_manual_dir(shared_data_dir, tmp_path):
   if shared_data_dir is None:
     pytest.skip("no ../shared/data here; the error tests cover the checks")
+  # Two runs started together on a fresh machine both build the dataset:
+  # TFDS alone let them break each other's build (seen with two table rows).
+  command = [sys.executable, "-c", _LOAD_AND_SUMMARIZE,
+             str(shared_data_dir / "binarized_mnist"), str(tmp_path)]
+  builds = [subprocess.Popen(command, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+  for build in builds:
+    stdout, stderr = build.communicate(timeout=600)
+    assert build.returncode == 0, stderr[-2000:]
+    assert "'test': (10000, 28, 28, 1)" in stdout
   splits = data.load_binarized_mnist(shared_data_dir / "binarized_mnist",
                                      data_dir=tmp_path)
   assert {k: v.shape for k, v in splits.items()} == {

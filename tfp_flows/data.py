@@ -6,6 +6,7 @@ same code path serves users, tests and benchmarks. Errors say which file or
 folder, what was expected and what was found.
 """
 
+import contextlib
 import gzip
 import pathlib
 import socket
@@ -195,13 +196,18 @@ def load_mnist_tfds(validation_size=5000, data_dir=None, with_labels=False):
           f"MNIST is not in the TFDS data folder and {url} cannot be reached "
           "(offline?). Pass --data-dir DIR with MNIST IDX files (e.g. "
           "../shared/data/mnist) instead.")
-    try:
-      builder.download_and_prepare()
-    except Exception as error:  # any download failure: say what to do
-      raise DataError(
-          "could not download MNIST through TensorFlow Datasets "
-          f"({type(error).__name__}: {str(error)[:200]}). Offline, pass "
-          "--data-dir DIR with MNIST IDX files (e.g. ../shared/data/mnist).") from None
+    with _tfds_build_lock(builder):
+      # Another process may have built it while this one waited.
+      builder = tfds.builder("mnist", data_dir=data_dir)
+      try:
+        if not builder.is_prepared():
+          builder.download_and_prepare()
+      except Exception as error:  # any download failure: say what to do
+        raise DataError(
+            "could not download MNIST through TensorFlow Datasets "
+            f"({type(error).__name__}: {str(error)[:200]}). Offline, pass "
+            "--data-dir DIR with MNIST IDX files (e.g. ../shared/data/mnist)."
+        ) from None
   train = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))
   test = tfds.as_numpy(builder.as_dataset(split="test", batch_size=-1))
   cut = len(train["image"]) - validation_size
@@ -213,6 +219,34 @@ def load_mnist_tfds(validation_size=5000, data_dir=None, with_labels=False):
             "test": (test["image"], test_labels)}
   return {"train": train["image"][:cut], "validation": train["image"][cut:],
           "test": test["image"]}
+
+
+@contextlib.contextmanager
+def _tfds_build_lock(builder):
+  """Holds an exclusive lock on `builder`'s dataset while it is built.
+
+  TFDS (checked with 4.9.10) builds into a temporary folder beside the
+  dataset and has no lock of its own: two processes preparing the same
+  dataset at once (two runs started together on a fresh machine) break each
+  other's build ("Failed to finalize writing of split"). A lock file in the
+  TFDS data folder serializes them; the caller then asks again whether the
+  dataset is prepared, and the second process finds it built. Without
+  `fcntl` (Windows) there is no lock, as in TFDS itself.
+  """
+  try:
+    import fcntl
+  except ImportError:
+    yield
+    return
+  # builder.data_dir is <TFDS data folder>/<name>/<version>.
+  root = pathlib.Path(str(builder.data_dir)).parents[1]
+  root.mkdir(parents=True, exist_ok=True)
+  with open(root / f".{builder.name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _reachable(url, timeout=5.):
@@ -287,17 +321,21 @@ def load_binarized_mnist(manual_dir=None, data_dir=None):
             "be reached (offline?). Pass --data-dir DIR holding "
             f"{sorted(BINARIZED_MNIST_FILES.values())} (e.g. "
             "../shared/data/binarized_mnist) instead.")
-    try:
-      builder.download_and_prepare(download_config=download_config)
-    except Exception as error:  # a failed download or a corrupt file
-      if type(error).__name__ == "NonMatchingChecksumError":
+    with _tfds_build_lock(builder):
+      # Another process may have built it while this one waited.
+      builder = tfds.builder("binarized_mnist", data_dir=data_dir)
+      try:
+        if not builder.is_prepared():
+          builder.download_and_prepare(download_config=download_config)
+      except Exception as error:  # a failed download or a corrupt file
+        if type(error).__name__ == "NonMatchingChecksumError":
+          raise DataError(
+              "binarized MNIST: a file is not the standard binarization (its "
+              f"checksum does not match): {str(error).splitlines()[0][:300]}"
+          ) from None
         raise DataError(
-            "binarized MNIST: a file is not the standard binarization (its "
-            f"checksum does not match): {str(error).splitlines()[0][:300]}"
-        ) from None
-      raise DataError(
-          "could not prepare binarized MNIST through TensorFlow Datasets "
-          f"({type(error).__name__}: {str(error)[:300]}).") from None
+            "could not prepare binarized MNIST through TensorFlow Datasets "
+            f"({type(error).__name__}: {str(error)[:300]}).") from None
   splits = {}
   for split in BINARIZED_MNIST_FILES:
     splits[split] = tfds.as_numpy(
