@@ -4,9 +4,10 @@ target test -log p(x), and what more epochs of the same recipe would give.
     python benchmarks/flow_vae_extrapolate.py runs/recipe/planar10_adam_keepbest \\
         runs/recipe/planar10_adamax5e-4 --target 85.1 --to-epochs 1000
 
-For each run folder (examples/train_flow_vae.py's --output-dir) it reads the
-training and validation -ELBO per epoch from the TensorBoard logs (every
-process of a resumed run), fits the validation curve from --fit-from on with
+For each run folder (examples/train_flow_vae.py's --output-dir), or its
+record (flow_vae_runs.py, the .json files under docs/records/), it reads the
+training and validation -ELBO per epoch (a folder's TensorBoard logs, over
+every process of a resumed run), fits the validation curve from --fit-from on with
 a saturating power law
 
     -ELBO_val(t) = a + b t^(-c),     b, c > 0,
@@ -25,7 +26,7 @@ validation curve has already turned up, the fit's asymptote sits below it
 and the prediction is again a best case. Runs with a learning-rate decay
 (which ends at their last epoch) are drawn but not fitted. A run still
 training (no metrics.json yet) is fitted as it stands, without the test
-columns; its flags are not on disk yet, so the fit assumes it has no decay.
+columns (its flags come from the flags.json it wrote when it started).
 Draws every run's curves, the fits and the target (as the validation -ELBO
 it needs) to --figure.
 """
@@ -42,7 +43,7 @@ import numpy as np  # noqa: E402
 from scipy import optimize  # noqa: E402
 
 # Run as `python benchmarks/flow_vae_extrapolate.py`: its folder is on the path.
-from flow_vae_table import logged_curve  # noqa: E402
+import flow_vae_runs  # noqa: E402
 
 
 def power_law(epoch, asymptote, scale, exponent):
@@ -66,7 +67,8 @@ def _cell(value):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("runs", nargs="+", type=pathlib.Path,
-                      help="train_flow_vae.py output folders")
+                      help="train_flow_vae.py output folders or their "
+                           "records (.json, flow_vae_runs.py)")
   parser.add_argument("--target", type=float, default=85.1,
                       help="test -log p(x) to reach (nats; the paper's 85.1)")
   parser.add_argument("--to-epochs", type=int, default=1000,
@@ -83,28 +85,29 @@ def main():
         f"{args.to_epochs} | validation −ELBO the target needs |")
   print("|---|---:|---:|---:|---:|---:|---:|---:|")
   for run, color in zip(args.runs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 9):
-    validation = -np.array(logged_curve(run, "validation"))
-    train = -np.array(logged_curve(run, "train"))
+    record = flow_vae_runs.load(run)
+    name = record["name"]
+    validation = np.array(record["validation_negative_elbo"])
+    train = np.array(record["train_negative_elbo"])
     if len(validation) <= args.fit_from + 3:
       raise SystemExit(f"{run}: {len(validation)} epochs logged, too few to "
                        f"fit from epoch {args.fit_from}")
-    metrics_path = run / "metrics.json"
-    # A run still training has no metrics.json: no test figure, no flags.
-    metrics = (json.loads(metrics_path.read_text()) if metrics_path.exists()
-               else {"config": {}, "test_negative_log_likelihood": np.nan})
+    # A run still training has no metrics yet: no test figure.
+    metrics = record["metrics"] or {"test_negative_log_likelihood": np.nan}
+    flags = record["flags"] or {}
     measured = metrics["test_negative_log_likelihood"]
     # best_epoch counts from 1; without it the last epoch's weights were kept.
     kept = (metrics.get("best_epoch") or {}).get(
         "epoch", int(np.argmin(validation)) + 1 if np.isnan(measured)
         else len(validation))
     epochs = np.arange(1, len(validation) + 1, dtype=float)
-    ax.plot(epochs, validation, color=color, label=f"{run.name}: validation")
+    ax.plot(epochs, validation, color=color, label=f"{name}: validation")
     ax.plot(np.arange(1, len(train) + 1), train, color=color, ls=":", lw=1,
             label="training (mean over the epoch)")
-    if metrics["config"].get("lr_decay", "none") != "none":
+    if flags.get("lr_decay", "none") != "none":
       # The schedule ends at the run's last epoch: its curve says nothing
       # about more epochs of the same recipe.
-      print(f"| {run.name} | {len(validation)} | {kept} | {measured:.2f} | "
+      print(f"| {name} | {len(validation)} | {kept} | {measured:.2f} | "
             "no fit: the learning rate decays to 0 at the last epoch | | | |")
       continue
     tail = epochs >= args.fit_from
@@ -121,7 +124,7 @@ def main():
                          -params[1] * np.log(args.to_epochs)
                          * args.to_epochs ** -params[2]])
     spread = float(np.sqrt(gradient @ covariance @ gradient))
-    print(f"| {run.name} | {len(validation)} | {kept} | "
+    print(f"| {name} | {len(validation)} | {kept} | "
           f"{_cell(measured)} | {params[0]:.2f} | "
           f"{at_target:.2f} ± {spread:.2f} | {_cell(predicted)} | "
           f"{_cell(needed)} |")

@@ -10,11 +10,16 @@ each, one after another) and prints a Markdown table of test -log p(x)
 S samples per digit from each run's saved model (e.g. the paper's S = 5000
 on a subset, to see how far S = 1000 is from it), in another column.
 
-A rerun skips the runs whose metrics.json already holds --epochs epochs
-scored with --eval-samples samples, and resumes a killed run from its
-checkpoint (train_flow_vae.py), so a table can be built across sessions;
---report-only just reads the metrics.json files. Also draws the validation
-ELBO of every run per epoch (--curves, default docs/images/flow_vae_curves.png).
+Each finished row is recorded in --records-dir (default
+docs/records/<the runs folder's name>/<run>.json, flow_vae_runs.py): its
+flags, test figures and -ELBO per epoch, a few kilobytes to commit. Only the
+repository survives from one session to the next on the project's machines,
+so a table is built across sessions from its records: a rerun reads a row
+from its record when the record's flags are the row's (every flag but the
+folders), else from a run folder finished with those flags, and otherwise
+trains it, resuming a killed run from its checkpoint (train_flow_vae.py).
+--report-only trains nothing. Also draws the validation -ELBO of every row
+per epoch (--curves, default docs/images/flow_vae_curves.png).
 
 Curves and training times come from each run's TensorBoard logs, which
 every process of a resumed run appends to, so they cover the whole run; a
@@ -22,6 +27,7 @@ run's `metrics.json` holds only its last process's history.
 """
 
 import argparse
+import importlib.util
 import json
 import pathlib
 import subprocess
@@ -32,8 +38,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
+# Run as `python benchmarks/flow_vae_table.py`: its folder is on the path.
+import flow_vae_runs  # noqa: E402
 from tfp_flows import data  # noqa: E402
 from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
 from tfp_flows.models import FlowVAE  # noqa: E402
@@ -56,61 +63,43 @@ def run_name(flow, num_flows):
   return f"flow_vae_{flow}" + (f"_{num_flows}" if flow != "none" else "")
 
 
-def _events(path):
-  for record in tf.data.TFRecordDataset(str(path)):
-    yield tf.compat.v1.Event.FromString(record.numpy())
+def _train_flow_vae():
+  """examples/train_flow_vae.py as a module, for its flag parser."""
+  spec = importlib.util.spec_from_file_location(
+      "train_flow_vae", ROOT / "examples" / "train_flow_vae.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
-def logged_curve(output_dir, split="validation", tag="epoch_elbo"):
-  """`tag` per epoch of a run's `split` ("train" or "validation"), from its
-  TensorBoard logs, over every process that trained it.
-
-  An epoch logged twice (a run killed after logging it but before its
-  checkpoint, then resumed) keeps the later value.
-  """
-  curve = {}
-  for path in sorted((output_dir / "logs" / split).glob("events.*")):
-    for event in _events(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          curve[event.step] = float(tf.make_ndarray(value.tensor))
-  return [curve[step] for step in sorted(curve)]
+def flags_of(command):
+  """The flags train_flow_vae.py would run `command`'s arguments with, as
+  JSON would hold them (paths as strings)."""
+  args = _train_flow_vae().parse_args(command)
+  return json.loads(json.dumps(vars(args), default=str))
 
 
-def logged_history(output_dir):
-  """`(validation ELBO per epoch, training seconds)` of a run, from its
-  TensorBoard logs, over every process that trained it.
-
-  The training time sums, per process, the span from its event file's
-  creation to its last training event, so the gaps between a kill and a
-  resume are not counted.
-  """
-  seconds = 0.
-  for path in sorted((output_dir / "logs" / "train").glob("events.*")):
-    created = float(path.name.split(".")[3])
-    wall_times = [event.wall_time for event in _events(path)]
-    seconds += max(wall_times, default=created) - created
-  return logged_curve(output_dir), seconds
+def finished(run, flags):
+  """Whether `run` (flow_vae_runs.load) trained and was scored with
+  `flags`: its metrics exist and every flag but where it wrote matches, so
+  a record of another recipe, epoch count or S is not reused."""
+  return (run["metrics"] is not None and run["flags"] is not None
+          and flow_vae_runs.experiment(run["flags"])
+          == flow_vae_runs.experiment(flags))
 
 
 def check_log_likelihood(model_path, data_dir, num_samples, num_digits):
-  """`log p(x)` of the first `num_digits` test digits under the saved model,
-  with `num_samples` importance samples each."""
+  """`-log p(x)` (mean, standard error) of the first `num_digits` test
+  digits under the saved model, with `num_samples` importance samples each."""
   model = keras.models.load_model(model_path)
   assert isinstance(model, FlowVAE), model_path
   test = data.load_binarized_mnist(data_dir)["test"][:num_digits]
-  return importance_log_likelihood(model, test, num_samples=num_samples)
-
-
-def finished(output_dir, epochs, eval_samples):
-  """Whether the run in `output_dir` trained `epochs` epochs and was scored
-  with `eval_samples` importance samples (its metrics.json says so)."""
-  path = output_dir / "metrics.json"
-  if not path.exists():
-    return False
-  metrics = json.loads(path.read_text())
-  return (metrics["config"]["epochs"] == epochs
-          and metrics["importance_samples"] == eval_samples)
+  log_likelihood = importance_log_likelihood(model, test,
+                                             num_samples=num_samples)
+  return {"samples": num_samples, "digits": num_digits,
+          "mean": float(-log_likelihood.mean()),
+          "stderr": float(log_likelihood.std(ddof=1)
+                          / len(log_likelihood) ** 0.5)}
 
 
 def main():
@@ -121,7 +110,12 @@ def main():
                                                 / "binarized_mnist"))
   parser.add_argument("--runs-dir", type=pathlib.Path,
                       default=ROOT / "runs" / "table")
-  parser.add_argument("--report-only", action="store_true")
+  parser.add_argument("--records-dir", type=pathlib.Path, default=None,
+                      help="where each row's record goes (default: "
+                           "docs/records/<the --runs-dir folder's name>)")
+  parser.add_argument("--report-only", action="store_true",
+                      help="train nothing: read the records (else the run "
+                           "folders)")
   parser.add_argument("--curves", type=pathlib.Path,
                       default=ROOT / "docs" / "images" / "flow_vae_curves.png")
   parser.add_argument("--check-samples", type=int, default=0,
@@ -143,6 +137,8 @@ def main():
   else:
     configs = CONFIGS if args.configs is None else [
         (c.split(":")[0], int(c.split(":")[1])) for c in args.configs]
+  records_dir = args.records_dir or (ROOT / "docs" / "records"
+                                     / args.runs_dir.name)
   rows = []
   for flow, num_flows in configs:
     name = run_name(flow, num_flows)
@@ -157,55 +153,74 @@ def main():
     if args.annealing_steps is not None:
       command += ["--annealing-steps", str(args.annealing_steps)]
     command += args.train_args.split()
-    if args.report_only or finished(output_dir, args.epochs,
-                                    args.eval_samples):
-      print(f"{name}: reading {output_dir / 'metrics.json'}", flush=True)
+    flags = flags_of(command[2:])
+    record_path = records_dir / f"{name}.json"
+    run = flow_vae_runs.load(record_path) if record_path.exists() else None
+    if args.report_only and run is None and (output_dir / "metrics.json").exists():
+      run = flow_vae_runs.from_folder(output_dir)
+    if args.report_only:
+      if run is None or run["metrics"] is None:
+        sys.exit(f"{name}: no record in {records_dir} and no finished run in "
+                 f"{output_dir}")
+      print(f"{name}: reading {record_path}", flush=True)
+    elif run is not None and finished(run, flags):
+      print(f"{name}: recorded in {record_path}", flush=True)
     else:
-      print(" ".join(command), flush=True)
-      subprocess.run(command, check=True)
-    metrics = json.loads((output_dir / "metrics.json").read_text())
-    metrics["val_elbo"], metrics["train_seconds"] = logged_history(output_dir)
-    metrics["parameters"] = keras.models.load_model(
-        output_dir / "model" / "flow_vae.keras").count_params()
-    if args.check_samples:
-      metrics["check"] = check_log_likelihood(
-          output_dir / "model" / "flow_vae.keras", args.data_dir,
-          args.check_samples, args.check_digits)
-    rows.append((flow, num_flows, metrics))
+      run = flow_vae_runs.from_folder(output_dir)
+      if not finished(run, flags):
+        print(" ".join(command), flush=True)
+        subprocess.run(command, check=True)
+        run = flow_vae_runs.from_folder(output_dir)
+      flow_vae_runs.write(run, record_path)
+      print(f"{name}: recorded in {record_path}", flush=True)
+    model_path = output_dir / "model" / "flow_vae.keras"
+    check = run.get("check") or {}
+    if args.check_samples and (check.get("samples"), check.get("digits")) != (
+        args.check_samples, args.check_digits) and model_path.is_file():
+      run["check"] = check_log_likelihood(
+          model_path, args.data_dir, args.check_samples, args.check_digits)
+      flow_vae_runs.write(run, record_path)
+    rows.append((flow, num_flows, run))
   check = (f" first {args.check_digits} digits, S = {args.check_samples} |"
            if args.check_samples else "")
   print("\n| posterior | K | parameters | test −log p(x) (nats) |" + check +
         " test −ELBO (nats) | best epoch | epochs (steps) | train time |")
   print("|---|---|---:|---|" + "---|" * bool(check) + "---|---|---|---|")
-  for flow, num_flows, m in rows:
+  for flow, num_flows, run in rows:
+    m = run["metrics"]
     cell = ""
     if check:
-      stderr = m["check"].std(ddof=1) / len(m["check"]) ** 0.5
-      cell = f" {-m['check'].mean():.2f} ± {stderr:.2f} |"
+      c = run.get("check") or {}
+      cell = (f" {c['mean']:.2f} ± {c['stderr']:.2f} |"
+              if (c.get("samples"), c.get("digits")) == (
+                  args.check_samples, args.check_digits)
+              else " – (no saved model here) |")
+    parameters = (f"{run['parameters']:,}" if run["parameters"] is not None
+                  else "–")
     print(f"| {flow if flow != 'none' else 'diagonal Gaussian'} | "
-          f"{num_flows or '–'} | {m['parameters']:,} | "
+          f"{num_flows or '–'} | {parameters} | "
           f"{m['test_negative_log_likelihood']:.2f} ± "
           f"{m['test_negative_log_likelihood_stderr']:.2f} |{cell} "
           f"{m['test_negative_elbo']:.2f} | {(m.get('best_epoch') or {}).get('epoch', '–')} | "
           f"{m['epochs']} ({m['steps']}) | "
-          f"{m['train_seconds'] / 60:.1f} min |")
+          f"{run['train_seconds'] / 60:.1f} min |")
   fig, ax = plt.subplots(figsize=(6, 3.8))
-  plotted = [(f, k, m) for f, k, m in rows if m["val_elbo"]]
-  for flow, num_flows, m in plotted:
-    curve = m["val_elbo"]
+  curves = [(f, k, run["validation_negative_elbo"]) for f, k, run in rows
+            if run["validation_negative_elbo"]]
+  for flow, num_flows, curve in curves:
     label = "diagonal" if flow == "none" else f"{flow} K={num_flows}"
-    ax.plot(range(1, len(curve) + 1), [-v for v in curve], label=label)
+    ax.plot(range(1, len(curve) + 1), curve, label=label)
   ax.set_xlabel("epoch")
   ax.set_ylabel("validation −ELBO (nats)")
-  ax.set_ylim(top=min(-m["val_elbo"][min(9, len(m["val_elbo"]) - 1)]
-                      for _, _, m in plotted))
+  ax.set_ylim(top=max(curve[min(9, len(curve) - 1)] for _, _, curve in curves))
   ax.grid(alpha=0.3)
   ax.legend()
   args.curves.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(args.curves, dpi=120, bbox_inches="tight")
   print(f"\nwrote {args.curves}")
-  print(f"\nS = {rows[0][2]['importance_samples']} importance samples per "
-        f"digit, {rows[0][2]['importance_digits']} test digits; ± is the "
+  first = rows[0][2]["metrics"]
+  print(f"\nS = {first['importance_samples']} importance samples per "
+        f"digit, {first['importance_digits']} test digits; ± is the "
         "standard error over digits.")
 
 

@@ -13,9 +13,10 @@ samples per digit (papers report -log p(x) in nats).
 Writes, under --output-dir (default runs/flow_vae_<flow>_<K>): TensorBoard
 logs (logs/), digits / reconstructions / samples per epoch (images/), a
 checkpoint per epoch (backup/: rerunning the same command resumes from it),
-every epoch's metrics (history.csv, across resumed runs), learning_curve.png
-and metrics.json. The run ends with the weights of the epoch with the best
-validation ELBO (backup/best/, --no-restore-best for the last epoch's);
+every epoch's metrics (history.csv, across resumed runs), the flags
+(flags.json, written at the start), learning_curve.png and metrics.json.
+The run ends with the weights of the epoch with the best validation ELBO
+(backup/best/, --no-restore-best for the last epoch's);
 metrics.json says which epoch that was. The model goes to --export-dir
 (default saved_models/flow_vae_<flow>_<K>): flow_vae.keras, and a SavedModel
 for TF Serving in the next numbered version folder.
@@ -33,6 +34,7 @@ adds the VAE's own model, data and reporting.
 
 import argparse
 import inspect
+import json
 import os
 import pathlib
 import sys
@@ -138,6 +140,12 @@ def train(args):
   # First: the strategy must exist before any other TensorFlow work.
   run = training.TrainingRun(args.output_dir, args.strategy,
                              args.cpu_replicas, seed=args.seed)
+  if run.is_chief:
+    # The flags of a run that has not finished (metrics.json holds them at
+    # the end): benchmarks/flow_vae_runs.py records killed runs with them.
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "flags.json").write_text(
+        json.dumps(vars(args), indent=1, default=str))
   splits = data.load_binarized_mnist(args.data_dir)
   if args.train_size:
     splits["train"] = splits["train"][:args.train_size]

@@ -78,3 +78,19 @@ def test_a_run_still_training_is_fitted_without_test_columns(tmp_path):
   assert (name, logged, kept, measured, predicted, needed) == (
       "training", "60", "60", "–", "–", "–")
   assert abs(float(asymptote) - 96.) < 0.3
+
+
+def test_a_record_gives_the_row_its_folder_gives(tmp_path):
+  sys.path.insert(0, str(ROOT / "benchmarks"))
+  import flow_vae_runs  # noqa: PLC0415
+
+  epochs = np.arange(1, 61)
+  run = tmp_path / "folder"
+  write_run(run, 96. + 40. * epochs ** -0.7, 95. + 40. * epochs ** -0.7,
+            best_epoch=55, measured=90.)
+  record = flow_vae_runs.write(flow_vae_runs.load(run),
+                               tmp_path / "record" / "folder.json")
+  run.rename(tmp_path / "gone")  # the session ended: only the record is left
+  (from_record,) = run_script(tmp_path, record)
+  (from_folder,) = run_script(tmp_path, tmp_path / "gone")
+  assert from_record.replace("| folder |", "| gone |") == from_folder

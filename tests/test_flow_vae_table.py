@@ -1,28 +1,78 @@
-"""benchmarks/flow_vae_table.py: which runs a rerun of the table skips."""
+"""benchmarks/flow_vae_table.py and flow_vae_runs.py: which rows a rerun
+of the table reuses, and records that stand in for run folders."""
 
 import json
 import pathlib
 import sys
 
+import tensorflow as tf
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from flow_vae_table import finished  # noqa: E402
+import flow_vae_runs  # noqa: E402
+from flow_vae_table import finished, flags_of  # noqa: E402
+
+TRAIN_ARGS = ["--data-dir", "data", "--flow", "planar", "--num-flows", "10",
+              "--optimizer", "adamax", "--learning-rate", "5e-4"]
 
 
-def write_metrics(folder, epochs, importance_samples):
+def write_run(folder, flags, validation=(100., 98.), finished_run=True):
+  """The parts of a train_flow_vae.py output folder a record reads: the
+  flags, the ELBO per epoch as Keras' TensorBoard callback logs it, and
+  metrics.json if the run finished."""
   folder.mkdir(parents=True)
-  (folder / "metrics.json").write_text(json.dumps({
-      "importance_samples": importance_samples, "config": {"epochs": epochs}}))
+  (folder / "flags.json").write_text(json.dumps(flags))
+  for split, shift in (("validation", 0.), ("train", -2.)):
+    with tf.summary.create_file_writer(str(folder / "logs" / split)).as_default():
+      for epoch, value in enumerate(validation):
+        tf.summary.scalar("epoch_elbo", -(value + shift), step=epoch)
+  if finished_run:
+    (folder / "metrics.json").write_text(json.dumps({
+        "test_negative_log_likelihood": 90., "history": {"elbo": [-1.]},
+        "importance_samples": flags["eval_samples"], "config": flags}))
 
 
-def test_a_rerun_skips_only_runs_finished_as_asked(tmp_path):
-  write_metrics(tmp_path / "done", epochs=100, importance_samples=5000)
-  write_metrics(tmp_path / "fewer_samples", epochs=100, importance_samples=1000)
-  write_metrics(tmp_path / "shorter", epochs=50, importance_samples=5000)
-  (tmp_path / "killed").mkdir()  # a killed run: checkpoints, no metrics.json
-  assert finished(tmp_path / "done", 100, 5000)
+def test_a_rerun_reuses_only_runs_finished_with_the_same_flags(tmp_path):
+  asked = flags_of(TRAIN_ARGS + ["--epochs", "100", "--eval-samples", "5000",
+                                 "--output-dir", "runs/a"])
+  write_run(tmp_path / "done", asked)
+  # Written elsewhere: the folders are not part of the experiment.
+  moved = dict(asked, output_dir="elsewhere", export_dir="elsewhere/model",
+               data_dir="../shared/data")
+  write_run(tmp_path / "moved", moved)
+  write_run(tmp_path / "fewer_samples", dict(asked, eval_samples=1000))
+  write_run(tmp_path / "shorter", dict(asked, epochs=50))
+  write_run(tmp_path / "adam", dict(asked, optimizer="adam"))
+  write_run(tmp_path / "killed", asked, finished_run=False)
+  load = flow_vae_runs.load
+  assert finished(load(tmp_path / "done"), asked)
+  assert finished(load(tmp_path / "moved"), asked)
   # Trained but scored with another S: the rerun rescores it.
-  assert not finished(tmp_path / "fewer_samples", 100, 5000)
+  assert not finished(load(tmp_path / "fewer_samples"), asked)
   # Fewer epochs than asked: the rerun resumes its training.
-  assert not finished(tmp_path / "shorter", 100, 5000)
-  assert not finished(tmp_path / "killed", 100, 5000)
+  assert not finished(load(tmp_path / "shorter"), asked)
+  # Another recipe under the same row name is not this row.
+  assert not finished(load(tmp_path / "adam"), asked)
+  assert not finished(load(tmp_path / "killed"), asked)
+
+
+def test_a_record_stands_in_for_its_folder(tmp_path):
+  flags = flags_of(TRAIN_ARGS + ["--epochs", "2"])
+  write_run(tmp_path / "run", flags, validation=(101., 97.5))
+  path = flow_vae_runs.write(flow_vae_runs.load(tmp_path / "run"),
+                             tmp_path / "records" / "run.json")
+  record = flow_vae_runs.load(path)
+  assert record == flow_vae_runs.load(tmp_path / "run")
+  assert record["validation_negative_elbo"] == [101., 97.5]
+  assert record["train_negative_elbo"] == [99., 95.5]
+  assert record["flags"] == flags and finished(record, flags)
+  # The per-epoch history is in the curves; the record stays small.
+  assert "history" not in record["metrics"]
+
+
+def test_an_unfinished_run_is_recorded_with_its_starting_flags(tmp_path):
+  flags = flags_of(TRAIN_ARGS + ["--epochs", "1000", "--lr-decay", "cosine"])
+  write_run(tmp_path / "run", flags, finished_run=False)
+  record = flow_vae_runs.load(tmp_path / "run")
+  assert record["metrics"] is None and record["flags"]["lr_decay"] == "cosine"
+  assert record["validation_negative_elbo"] == [100., 98.]
