@@ -101,7 +101,10 @@ def from_folder(output_dir):
   export_dir = (flags or {}).get("export_dir")
   model_path = pathlib.Path(export_dir or ".", "flow_vae.keras")
   if metrics is not None and export_dir and model_path.is_file():
-    import keras  # noqa: PLC0415 (slow; only when a model is on disk)
+    # Slow imports, only when a model is on disk; tfp_flows.models
+    # registers FlowVAE with Keras, which load_model needs.
+    import keras  # noqa: PLC0415
+    import tfp_flows.models  # noqa: PLC0415, F401
     parameters = keras.models.load_model(model_path).count_params()
   return {
       "name": output_dir.name,

@@ -3,6 +3,7 @@ of the table reuses, and records that stand in for run folders."""
 
 import json
 import pathlib
+import subprocess
 import sys
 
 import tensorflow as tf
@@ -76,3 +77,22 @@ def test_an_unfinished_run_is_recorded_with_its_starting_flags(tmp_path):
   record = flow_vae_runs.load(tmp_path / "run")
   assert record["metrics"] is None and record["flags"]["lr_decay"] == "cosine"
   assert record["validation_negative_elbo"] == [100., 98.]
+
+
+def test_a_record_counts_the_saved_models_parameters(tmp_path):
+  from tfp_flows.models import FlowVAE  # noqa: PLC0415
+
+  model = FlowVAE(latent_dim=2, flow="planar", num_flows=2,
+                  hidden_units=(8,), image_shape=(4, 4, 1))
+  model(tf.zeros([1, 4, 4, 1]))
+  (tmp_path / "model").mkdir()
+  model.save(tmp_path / "model" / "flow_vae.keras")
+  flags = flags_of(TRAIN_ARGS + ["--export-dir", str(tmp_path / "model")])
+  write_run(tmp_path / "run", flags)
+  # A fresh process, as `python benchmarks/flow_vae_runs.py` runs: nothing
+  # has registered FlowVAE with Keras there but the module itself.
+  subprocess.run([sys.executable, str(ROOT / "benchmarks" / "flow_vae_runs.py"),
+                  str(tmp_path / "run"), str(tmp_path / "run.json")],
+                 check=True, capture_output=True)
+  record = flow_vae_runs.load(tmp_path / "run.json")
+  assert record["parameters"] == model.count_params()
