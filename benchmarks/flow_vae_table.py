@@ -18,8 +18,9 @@ so a table is built across sessions from its records: a rerun reads a row
 from its record when the record's flags are the row's (every flag but the
 folders), else from a run folder finished with those flags, and otherwise
 trains it, resuming a killed run from its checkpoint (train_flow_vae.py).
---report-only trains nothing. Also draws the validation -ELBO of every row
-per epoch (--curves, default docs/images/flow_vae_curves.png).
+--report-only trains nothing and prints the rows recorded so far. Also
+draws the validation -ELBO of every row per epoch (--curves, default
+docs/images/flow_vae_curves.png).
 
 Curves and training times come from each run's TensorBoard logs, which
 every process of a resumed run appends to, so they cover the whole run; a
@@ -160,8 +161,14 @@ def main():
       run = flow_vae_runs.from_folder(output_dir)
     if args.report_only:
       if run is None or run["metrics"] is None:
-        sys.exit(f"{name}: no record in {records_dir} and no finished run in "
-                 f"{output_dir}")
+        # A table built across sessions: print the rows done so far.
+        print(f"{name}: no record in {records_dir} and no finished run in "
+              f"{output_dir}; left out", flush=True)
+        continue
+      if not finished(run, flags):
+        print(f"{name}: recorded with other flags than these; left out",
+              flush=True)
+        continue
       print(f"{name}: reading {record_path}", flush=True)
     elif run is not None and finished(run, flags):
       print(f"{name}: recorded in {record_path}", flush=True)
@@ -181,10 +188,12 @@ def main():
           model_path, args.data_dir, args.check_samples, args.check_digits)
       flow_vae_runs.write(run, record_path)
     rows.append((flow, num_flows, run))
+  if not rows:
+    sys.exit("no row has a record or a finished run yet")
   check = (f" first {args.check_digits} digits, S = {args.check_samples} |"
            if args.check_samples else "")
   print("\n| posterior | K | parameters | test −log p(x) (nats) |" + check +
-        " test −ELBO (nats) | best epoch | epochs (steps) | train time |")
+        " test −ELBO (nats) | best epoch | epochs trained | train time |")
   print("|---|---|---:|---|" + "---|" * bool(check) + "---|---|---|---|")
   for flow, num_flows, run in rows:
     m = run["metrics"]
@@ -202,7 +211,9 @@ def main():
           f"{m['test_negative_log_likelihood']:.2f} ± "
           f"{m['test_negative_log_likelihood_stderr']:.2f} |{cell} "
           f"{m['test_negative_elbo']:.2f} | {(m.get('best_epoch') or {}).get('epoch', '–')} | "
-          f"{m['epochs']} ({m['steps']}) | "
+          # Not metrics["steps"]: before 2026-12-04 it was the kept epoch's
+          # step count (training.TrainingRun.finish).
+          f"{len(run['validation_negative_elbo'])} | "
           f"{run['train_seconds'] / 60:.1f} min |")
   fig, ax = plt.subplots(figsize=(6, 3.8))
   curves = [(f, k, run["validation_negative_elbo"]) for f, k, run in rows

@@ -139,9 +139,9 @@ def test_two_workers_train_flow_vae_to_identical_weights(tmp_path):
   # The chief logs, checkpoints, writes TensorBoard logs and figures; the
   # other worker only checkpoints, into its own folder.
   assert reports[0]["callbacks"] == [
-      "CSVLogger", "BackupAndRestore", "TensorBoard",
+      "CSVLogger", "_StepsTrained", "BackupAndRestore", "TensorBoard",
       "ReconstructionGridCallback"]
-  assert reports[1]["callbacks"] == ["BackupAndRestore"]
+  assert reports[1]["callbacks"] == ["_StepsTrained", "BackupAndRestore"]
   assert reports[0]["elbo"] == reports[1]["elbo"]
   assert all(np.isfinite(reports[0]["elbo"]))
   first, second = np.load(tmp_path / "0.npz"), np.load(tmp_path / "1.npz")

@@ -41,7 +41,8 @@ def test_a_run_writes_every_file_and_a_rerun_resumes(tmp_path, capsys):
   grids = [SampleGridCallback(output_dir / "samples", num_samples=4)]
   # The CSV history before the checkpoint; the chief's own callbacks last.
   assert [type(c).__name__ for c in run.callbacks(grids)] == [
-      "CSVLogger", "BackupAndRestore", "TensorBoard", "SampleGridCallback"]
+      "CSVLogger", "_StepsTrained", "BackupAndRestore", "TensorBoard",
+      "SampleGridCallback"]
   history = run.fit(model, train, validation, epochs=1, verbose=0,
                     chief_callbacks=grids)
   assert len(history.history["loss"]) == 1
@@ -85,6 +86,26 @@ def test_a_run_writes_every_file_and_a_rerun_resumes(tmp_path, capsys):
 
 def _raises(error):
   raise error
+
+
+def test_a_run_that_keeps_an_earlier_epoch_reports_every_step(tmp_path):
+  """The kept epoch's weights carry the optimizer's step count of that
+  epoch (Keras' save_weights holds the optimizer); metrics.json still says
+  how many steps were trained."""
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(80, 8, 8, 1), dtype=np.uint8)
+  train = data.image_dataset(images[:64], BATCH, shuffle=True)  # 4 steps
+  validation = data.image_dataset(images[64:], BATCH)
+  run = training.TrainingRun(tmp_path / "run", seed=0)
+  model = _tiny_glow(run)
+  # The worst training loss is the first epoch's: keep that one.
+  run.fit(model, train, validation, epochs=3, verbose=0,
+          keep_best=("loss", "max"))
+  metrics = run.finish(model, tmp_path / "export", "tiny.keras",
+                       saved_model=False)
+  assert metrics["best_epoch"]["epoch"] == 1
+  assert int(model.optimizer.iterations.numpy()) == 4  # the kept epoch's
+  assert (metrics["epochs"], metrics["steps"]) == (3, 12)
 
 
 def test_exit_code_names_what_a_user_can_fix(tmp_path, monkeypatch, capsys):

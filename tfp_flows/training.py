@@ -87,6 +87,17 @@ EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
 
 
+class _StepsTrained(keras.callbacks.Callback):
+  """The optimizer's step count when training ends, before any callback
+  after it loads other weights (`BestWeights` loads the kept epoch's, and
+  the optimizer's state with them: Keras 3.15's `save_weights` holds it)."""
+
+  steps = None
+
+  def on_train_end(self, logs=None):
+    self.steps = int(self.model.optimizer.iterations.numpy())
+
+
 class TrainingRun:
   """One training run: its strategy, its folder, its callbacks and results.
 
@@ -120,6 +131,7 @@ class TrainingRun:
       self.strategy_name = strategy
     self.is_chief = distribute.is_chief(self.strategy)
     self.output_dir = pathlib.Path(output_dir)
+    self._steps_trained = None
     if seed is not None:
       keras.utils.set_random_seed(seed)
     self.epochs = None
@@ -157,6 +169,11 @@ class TrainingRun:
     # epoch twice (read_epoch_log keeps the later row), never not at all.
     standard = [epoch_log(self.history_path)] if chief else []
     self.best_weights = None
+    # Before BestWeights, whose on_train_end loads the kept epoch's weights
+    # and with them the optimizer's step count: `finish` reports the steps
+    # trained, not the kept epoch's.
+    self._steps_trained = _StepsTrained()
+    standard.append(self._steps_trained)
     if keep_best is not None:
       # Before the checkpoint too: a run killed between the two would
       # resume past an epoch whose weights were never considered.
@@ -242,7 +259,9 @@ class TrainingRun:
     results = dict(metrics or {})
     for key, value in (
         ("epochs", self.epochs),
-        ("steps", int(model.optimizer.iterations.numpy())),
+        ("steps", self._steps_trained.steps
+         if self._steps_trained and self._steps_trained.steps is not None
+         else int(model.optimizer.iterations.numpy())),
         ("train_seconds_this_run", self.train_seconds),
         ("strategy", self.strategy_name),
         ("replicas", self.num_replicas),
