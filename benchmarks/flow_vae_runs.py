@@ -1,9 +1,9 @@
 """A FlowVAE run as the benchmarks read it: from its output folder, or from
 the record of it committed under docs/records/.
 
-On the project's machines only the git repository survives from one session
-to the next: runs/ (checkpoints, logs, saved models) is gone when a session
-ends. A run the docs quote is therefore recorded: a few kilobytes of JSON with
+On the project's machines only the git repository is sure to survive from
+one session to the next: runs/ (checkpoints, logs, saved models) may be gone
+when the next begins. A run the docs quote is therefore recorded: a few kilobytes of JSON with
 its flags, its test figures and its training and validation -ELBO per epoch,
 enough to print its table row again, draw its curve and fit it
 (flow_vae_table.py and flow_vae_extrapolate.py read records and run folders
@@ -16,6 +16,8 @@ a session, is recorded without test figures).
 """
 
 import argparse
+import functools
+import importlib.util
 import json
 import pathlib
 import subprocess
@@ -23,38 +25,51 @@ import sys
 
 import tensorflow as tf
 
+from tfp_flows.callbacks import read_epoch_log
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Flags that say where a run wrote, not what it trained: two runs that differ
-# only in these are the same experiment.
-LOCATION_FLAGS = ("data_dir", "output_dir", "export_dir")
+# Flags that say where a run wrote, not what it trained, and its wall-clock
+# budget (whether it trained every epoch is `epochs_trained`'s question):
+# two runs that differ only in these are the same experiment.
+NOT_THE_EXPERIMENT = ("data_dir", "output_dir", "export_dir", "max_minutes")
 
 
-def _events(path):
-  for record in tf.data.TFRecordDataset(str(path)):
-    yield tf.compat.v1.Event.FromString(record.numpy())
+@functools.cache
+def _train_flow_vae():
+  """examples/train_flow_vae.py as a module, for its flag parser."""
+  spec = importlib.util.spec_from_file_location(
+      "train_flow_vae", ROOT / "examples" / "train_flow_vae.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
-def logged_curve(output_dir, split="validation", tag="epoch_elbo"):
-  """`tag` per epoch of a run's `split` ("train" or "validation"), from its
-  TensorBoard logs, over every process that trained it.
+def flags_of(arguments):
+  """The flags train_flow_vae.py runs with `arguments` (its command line
+  without the script), as JSON holds them (paths as strings)."""
+  args = _train_flow_vae().parse_args(list(arguments))
+  return json.loads(json.dumps(vars(args), default=str))
 
-  An epoch logged twice (a run killed after logging it but before its
-  checkpoint, then resumed) keeps the later value.
+
+def epoch_curve(output_dir, metric="val_elbo"):
+  """`metric` per epoch of a run (a column of its history.csv: "elbo",
+  "val_elbo", ...), over every process that trained it.
+
+  history.csv is written before each epoch's checkpoint and flushed at once
+  (`callbacks.epoch_log`), so a killed and resumed run has every epoch in
+  it; an epoch logged twice keeps the later row. (TensorBoard's event files
+  are flushed every two minutes: a kill could lose the last epochs' events
+  while their checkpoint survived, and the curve would close the gap.)
   """
-  curve = {}
-  for path in sorted((pathlib.Path(output_dir) / "logs" / split).glob(
-      "events.*")):
-    for event in _events(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          curve[event.step] = float(tf.make_ndarray(value.tensor))
-  return [curve[step] for step in sorted(curve)]
+  return read_epoch_log(pathlib.Path(output_dir) / "history.csv").get(
+      metric, [])
 
 
 def logged_train_seconds(output_dir):
   """Training time of a run over every process that trained it: per process,
-  the span from its event file's creation to its last training event, so the
-  gaps between a kill and a resume are not counted."""
+  the span from its TensorBoard event file's creation to its last training
+  event, so the gaps between a kill and a resume are not counted. A killed
+  process's last two minutes of events may be unflushed and uncounted."""
   seconds = 0.
   for path in sorted((pathlib.Path(output_dir) / "logs" / "train").glob(
       "events.*")):
@@ -65,9 +80,19 @@ def logged_train_seconds(output_dir):
 
 
 def experiment(flags):
-  """The flags that define what a run trained and how it was scored."""
-  return {key: value for key, value in flags.items()
-          if key not in LOCATION_FLAGS}
+  """The flags that define what a run trained and how it was scored.
+
+  A flag the run's script did not have yet takes its default: adding a flag
+  to train_flow_vae.py does not make every record another experiment.
+  """
+  with_defaults = {**flags_of([]), **flags}
+  return {key: value for key, value in with_defaults.items()
+          if key not in NOT_THE_EXPERIMENT}
+
+
+def _events(path):
+  for record in tf.data.TFRecordDataset(str(path)):
+    yield tf.compat.v1.Event.FromString(record.numpy())
 
 
 def _git_commit():
@@ -114,8 +139,8 @@ def from_folder(output_dir):
       "parameters": parameters,
       "train_seconds": logged_train_seconds(output_dir),
       # -ELBO, as the docs report it; Keras logs the ELBO.
-      "validation_negative_elbo": [-v for v in logged_curve(output_dir)],
-      "train_negative_elbo": [-v for v in logged_curve(output_dir, "train")],
+      "validation_negative_elbo": [-v for v in epoch_curve(output_dir)],
+      "train_negative_elbo": [-v for v in epoch_curve(output_dir, "elbo")],
   }
 
 
@@ -142,7 +167,7 @@ def main():
   args = parser.parse_args()
   run = from_folder(args.run)
   if not run["validation_negative_elbo"]:
-    sys.exit(f"{args.run}: no epoch logged (logs/validation)")
+    sys.exit(f"{args.run}: no epoch logged (history.csv)")
   write(run, args.record)
   print(f"wrote {args.record}: {len(run['validation_negative_elbo'])} epochs, "
         + ("finished" if run["metrics"] else "unfinished"))

@@ -22,14 +22,13 @@ trains it, resuming a killed run from its checkpoint (train_flow_vae.py).
 draws the validation -ELBO of every row per epoch (--curves, default
 docs/images/flow_vae_curves.png).
 
-Curves and training times come from each run's TensorBoard logs, which
-every process of a resumed run appends to, so they cover the whole run; a
-run's `metrics.json` holds only its last process's history.
+Curves come from each run's history.csv and training times from its
+TensorBoard logs, which every process of a resumed run appends to, so they
+cover the whole run; a run's `metrics.json` holds only its last process's
+history.
 """
 
 import argparse
-import importlib.util
-import json
 import pathlib
 import subprocess
 import sys
@@ -64,29 +63,29 @@ def run_name(flow, num_flows):
   return f"flow_vae_{flow}" + (f"_{num_flows}" if flow != "none" else "")
 
 
-def _train_flow_vae():
-  """examples/train_flow_vae.py as a module, for its flag parser."""
-  spec = importlib.util.spec_from_file_location(
-      "train_flow_vae", ROOT / "examples" / "train_flow_vae.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def flags_of(command):
-  """The flags train_flow_vae.py would run `command`'s arguments with, as
-  JSON would hold them (paths as strings)."""
-  args = _train_flow_vae().parse_args(command)
-  return json.loads(json.dumps(vars(args), default=str))
-
-
 def finished(run, flags):
-  """Whether `run` (flow_vae_runs.load) trained and was scored with
-  `flags`: its metrics exist and every flag but where it wrote matches, so
-  a record of another recipe, epoch count or S is not reused."""
-  return (run["metrics"] is not None and run["flags"] is not None
+  """Whether `run` (flow_vae_runs.load, or None) trained every epoch and was
+  scored with `flags`: its metrics exist, it logged `flags["epochs"]`
+  epochs (not stopped early by --max-minutes), and every flag but where it
+  wrote and its time budget matches, so a record of another recipe, epoch
+  count or S is not reused."""
+  return (run is not None and run["metrics"] is not None
+          and run["flags"] is not None
+          and len(run["validation_negative_elbo"]) >= flags["epochs"]
           and flow_vae_runs.experiment(run["flags"])
           == flow_vae_runs.experiment(flags))
+
+
+def row_source(record, folder_run, flags, report_only=False):
+  """Where a table row comes from: "record" (its committed record),
+  "folder" (a run folder finished with these flags; recorded then, unless
+  `report_only`), "train" (train it, or resume its folder's run), or None
+  (`report_only` and nothing finished with these flags: left out)."""
+  if finished(record, flags):
+    return "record"
+  if finished(folder_run, flags):
+    return "folder"
+  return None if report_only else "train"
 
 
 def check_log_likelihood(model_path, data_dir, num_samples, num_digits):
@@ -154,36 +153,46 @@ def main():
     if args.annealing_steps is not None:
       command += ["--annealing-steps", str(args.annealing_steps)]
     command += args.train_args.split()
-    flags = flags_of(command[2:])
+    flags = flow_vae_runs.flags_of(command[2:])
     record_path = records_dir / f"{name}.json"
-    run = flow_vae_runs.load(record_path) if record_path.exists() else None
-    if args.report_only and run is None and (output_dir / "metrics.json").exists():
-      run = flow_vae_runs.from_folder(output_dir)
-    if args.report_only:
-      if run is None or run["metrics"] is None:
-        # A table built across sessions: print the rows done so far.
-        print(f"{name}: no record in {records_dir} and no finished run in "
-              f"{output_dir}; left out", flush=True)
-        continue
-      if not finished(run, flags):
-        print(f"{name}: recorded with other flags than these; left out",
-              flush=True)
-        continue
-      print(f"{name}: reading {record_path}", flush=True)
-    elif run is not None and finished(run, flags):
-      print(f"{name}: recorded in {record_path}", flush=True)
+    record = (flow_vae_runs.load(record_path) if record_path.exists()
+              else None)
+    folder_run = (flow_vae_runs.from_folder(output_dir)
+                  if output_dir.is_dir() else None)
+    source = row_source(record, folder_run, flags, args.report_only)
+    if source is None:
+      # A table built across sessions: print the rows done so far.
+      print(f"{name}: no record in {records_dir} and no run in {output_dir} "
+            "finished with these flags; left out", flush=True)
+      continue
+    if source == "record":
+      run = record
+      print(f"{name}: read {record_path}", flush=True)
     else:
-      run = flow_vae_runs.from_folder(output_dir)
-      if not finished(run, flags):
+      if source == "train":
+        # train_flow_vae.py resumes a killed run of these flags and refuses
+        # a folder holding another run's checkpoint (TrainingRun.keep_flags).
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True)
-        run = flow_vae_runs.from_folder(output_dir)
-      flow_vae_runs.write(run, record_path)
-      print(f"{name}: recorded in {record_path}", flush=True)
+      run = flow_vae_runs.from_folder(output_dir)
+      if not finished(run, flags):
+        sys.exit(f"{name}: {output_dir} did not finish with these flags "
+                 "(stopped by --max-minutes?); rerun to resume it")
+      if args.report_only:
+        print(f"{name}: read {output_dir} (not recorded: --report-only)",
+              flush=True)
+      else:
+        flow_vae_runs.write(run, record_path)
+        print(f"{name}: recorded {output_dir} in {record_path}", flush=True)
     model_path = output_dir / "model" / "flow_vae.keras"
     check = run.get("check") or {}
-    if args.check_samples and (check.get("samples"), check.get("digits")) != (
-        args.check_samples, args.check_digits) and model_path.is_file():
+    # Only a model this row's folder finished with these flags: the folder
+    # of a row read from its record may hold another run by now.
+    if (args.check_samples and not args.report_only
+        and (check.get("samples"), check.get("digits")) != (
+            args.check_samples, args.check_digits)
+        and finished(folder_run if source == "record" else run, flags)
+        and model_path.is_file()):
       run["check"] = check_log_likelihood(
           model_path, args.data_dir, args.check_samples, args.check_digits)
       flow_vae_runs.write(run, record_path)
@@ -211,8 +220,9 @@ def main():
           f"{m['test_negative_log_likelihood']:.2f} ± "
           f"{m['test_negative_log_likelihood_stderr']:.2f} |{cell} "
           f"{m['test_negative_elbo']:.2f} | {(m.get('best_epoch') or {}).get('epoch', '–')} | "
-          # Not metrics["steps"]: before 2026-12-04 it was the kept epoch's
-          # step count (training.TrainingRun.finish).
+          # The epochs trained, from the curve: metrics["epochs"] is the
+          # count asked for, and metrics["steps"] before 2026-12-04 was the
+          # kept epoch's step count (training.TrainingRun.finish).
           f"{len(run['validation_negative_elbo'])} | "
           f"{run['train_seconds'] / 60:.1f} min |")
   fig, ax = plt.subplots(figsize=(6, 3.8))

@@ -12,7 +12,8 @@ samples per digit (papers report -log p(x) in nats).
 
 Writes, under --output-dir (default runs/flow_vae_<flow>_<K>): TensorBoard
 logs (logs/), digits / reconstructions / samples per epoch (images/), a
-checkpoint per epoch (backup/: rerunning the same command resumes from it),
+checkpoint per epoch (backup/: rerunning the same command resumes from it;
+other training flags are refused there),
 every epoch's metrics (history.csv, across resumed runs), the flags
 (flags.json, written at the start), learning_curve.png and metrics.json.
 The run ends with the weights of the epoch with the best validation ELBO
@@ -34,7 +35,6 @@ adds the VAE's own model, data and reporting.
 
 import argparse
 import inspect
-import json
 import os
 import pathlib
 import sys
@@ -140,12 +140,10 @@ def train(args):
   # First: the strategy must exist before any other TensorFlow work.
   run = training.TrainingRun(args.output_dir, args.strategy,
                              args.cpu_replicas, seed=args.seed)
-  if run.is_chief:
-    # The flags of a run that has not finished (metrics.json holds them at
-    # the end): benchmarks/flow_vae_runs.py records killed runs with them.
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "flags.json").write_text(
-        json.dumps(vars(args), indent=1, default=str))
+  # flags.json: the flags of a run that has not finished (metrics.json holds
+  # them at the end); benchmarks/flow_vae_runs.py records killed runs with
+  # them. A rerun may score the test set otherwise, not train otherwise.
+  run.keep_flags(vars(args), may_change=("eval_samples", "eval_size"))
   splits = data.load_binarized_mnist(args.data_dir)
   if args.train_size:
     splits["train"] = splits["train"][:args.train_size]

@@ -9,8 +9,9 @@ not a pass), with the model and recipe docs/RESULTS.md chose by measurement.
 
 Writes, under --output-dir (default runs/glow): TensorBoard logs (logs/), a
 sample grid per epoch at temperatures 0.7 and 1.0 (samples/), a checkpoint
-per epoch (backup/: rerunning the same command resumes from it), every
-epoch's metrics (history.csv, across resumed runs), a latent interpolation
+per epoch (backup/: rerunning the same command resumes from it; other
+training flags are refused there), the flags (flags.json), every epoch's
+metrics (history.csv, across resumed runs), a latent interpolation
 between two test digits (interpolation.png), metrics.json with test bits/dim
 and the learning curves (learning_curve.png). The trained
 model goes to --export-dir (default saved_models/glow_mnist): glow.keras, and
@@ -228,6 +229,10 @@ def train(args):
     raise SystemExit(
         f"train_glow.py: --num-steps takes one K or one per level "
         f"(--num-levels {num_levels_of(args)}); got {len(args.num_steps)}")
+  # A rerun resumes the checkpoint in --output-dir: only with these flags
+  # (or others that say how long, where and how distributed), and may
+  # score the test set on more or fewer digits.
+  run.keep_flags(vars(args), may_change=("test_size",))
   splits = data.load_mnist(args.data_dir, args.validation_size,
                            args.test_size, args.seed, with_labels=True)
   print({name: images.shape for name, (images, _) in splits.items()})

@@ -156,6 +156,46 @@ def test_strategy_errors_say_what_to_do(tmp_path):
     training.TrainingRun(tmp_path, "mirrored", cpu_replicas=cpus + 1)
 
 
+def test_a_rerun_resumes_only_a_checkpoint_its_own_flags_made(tmp_path,
+                                                               capsys):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, size=(32, 8, 8, 1), dtype=np.uint8)
+  train = data.image_dataset(images[:16], BATCH, shuffle=True)
+  validation = data.image_dataset(images[16:], BATCH)
+  flags = {"learning_rate": 1e-3, "epochs": 1, "output_dir": tmp_path,
+           "eval_samples": 100}
+  run = training.TrainingRun(tmp_path, seed=0)
+  # Before any checkpoint (a run killed before its first epoch ended), a
+  # rerun may change anything.
+  run.keep_flags(dict(flags, learning_rate=3e-4))
+  run.keep_flags(flags)
+  assert json.loads((tmp_path / "flags.json").read_text()) == dict(
+      flags, output_dir=str(tmp_path))
+  run.fit(_tiny_glow(run), train, validation, epochs=1, verbose=0)
+
+  # Another recipe would continue this run's checkpoint under its flags.
+  rerun = training.TrainingRun(tmp_path, seed=0)
+  with pytest.raises(training.ResumeError,
+                     match=r"learning_rate: 0.001 -> 0.0003.*delete .*backup"):
+    rerun.keep_flags(dict(flags, learning_rate=3e-4))
+  assert training.exit_code(rerun.keep_flags, dict(flags, learning_rate=1e-2),
+                            prog="p.py") == training.EXIT_BAD_INPUT
+  assert capsys.readouterr().err.startswith(
+      f"p.py: {tmp_path} holds a checkpoint of a run with other flags "
+      "(learning_rate: 0.001 -> 0.01). ")
+  # Training longer, scoring otherwise (may_change) and moving is resuming.
+  rerun.keep_flags(dict(flags, epochs=5, eval_samples=5000,
+                        output_dir="elsewhere"), may_change=["eval_samples"])
+  assert json.loads((tmp_path / "flags.json").read_text())["epochs"] == 5
+  with pytest.raises(training.ResumeError, match="eval_samples: 5000 -> 10"):
+    rerun.keep_flags(dict(flags, eval_samples=10))
+  # A flag the old flags.json lacks (added to the script since) is not a
+  # change, and is written for the next rerun to compare.
+  rerun.keep_flags(dict(flags, seed=1), may_change=["eval_samples"])
+  with pytest.raises(training.ResumeError, match="seed: 1 -> 2"):
+    rerun.keep_flags(dict(flags, seed=2), may_change=["eval_samples"])
+
+
 def test_best_weights_are_kept_across_a_resume_and_restored(tmp_path):
   """BestWeights keeps the epoch with the best monitored value on disk,
   goes on from it in a new process's callback (a resumed run), and ends

@@ -6,7 +6,9 @@ A `TrainingRun` owns what a training script does around `model.fit`:
    device, every local device, or a `MultiWorkerMirroredStrategy` cluster
    described by `TF_CONFIG`), so create it before any other TensorFlow work,
    and knows whether this process is the chief. It seeds Python, NumPy and
-   TensorFlow (`keras.utils.set_random_seed`).
+   TensorFlow (`keras.utils.set_random_seed`). `keep_flags(flags)` writes
+   a script's flags to `flags.json` and refuses to resume a checkpoint that
+   other flags made (`ResumeError`).
 2. `scope()`: build and compile the model in it.
 3. `fit(model, train, validation, epochs)` adds the standard callbacks, in
    this order: the per-epoch CSV history (`callbacks.epoch_log`, chief only;
@@ -58,7 +60,8 @@ def main(argv=None):
 ```none
 EXIT_OK          0  finished (also when a rerun found every epoch done)
 EXIT_BAD_INPUT   2  data.DataError (missing, unreadable or wrong data),
-                    distribute.StrategyError (e.g. no TF_CONFIG); argparse
+                    distribute.StrategyError (e.g. no TF_CONFIG),
+                    ResumeError (a checkpoint of other flags); argparse
                     uses 2 for bad flags too
 EXIT_NON_FINITE  3  callbacks.NonFiniteLossError: a non-finite step with
                     non_finite="stop"; the last checkpoint is intact
@@ -66,6 +69,7 @@ EXIT_NON_FINITE  3  callbacks.NonFiniteLossError: a non-finite step with
 """
 
 import json
+import os
 import pathlib
 import sys
 import time
@@ -79,12 +83,17 @@ from tfp_flows.callbacks import (BestWeights, NonFiniteLossError, epoch_log,
                                  read_epoch_log)
 from tfp_flows.export import export_saved_model
 
-__all__ = ["TrainingRun", "exit_code", "EXIT_OK", "EXIT_BAD_INPUT",
-           "EXIT_NON_FINITE"]
+__all__ = ["TrainingRun", "ResumeError", "exit_code", "EXIT_OK",
+           "EXIT_BAD_INPUT", "EXIT_NON_FINITE"]
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
+
+
+class ResumeError(ValueError):
+  """A run's folder holds a checkpoint that other flags made: rerunning
+  resumes a run, so it must be the same run."""
 
 
 class _StepsTrained(keras.callbacks.Callback):
@@ -137,6 +146,56 @@ class TrainingRun:
     self.epochs = None
     self.train_seconds = None
     self.best_weights = None
+
+  #: Flags a rerun may change and still continue the run in its folder: how
+  #: long it trains, where it reads and writes, how it is distributed.
+  RESUMABLE_FLAGS = frozenset({
+      "epochs", "max_minutes", "data_dir", "output_dir", "export_dir",
+      "strategy", "cpu_replicas", "non_finite", "steps_per_execution"})
+
+  def keep_flags(self, flags, may_change=()):
+    """Writes a script's `flags` to `<output_dir>/flags.json` (chief only),
+    first checking that they may resume the checkpoint there.
+
+    `BackupAndRestore` resumes whatever checkpoint it finds. A rerun with
+    another recipe in the same folder (another optimizer or learning rate,
+    whose weights and slots load just as well) would otherwise continue the
+    old run under the new flags, and its figures would be credited to them.
+
+    Args:
+      flags: `{name: value}` (e.g. `vars(args)`); values JSON cannot hold
+        are written as strings.
+      may_change: flags besides `RESUMABLE_FLAGS` a rerun may change (e.g.
+        how the test set is scored).
+
+    Raises:
+      ResumeError: this worker's `backup/` holds a checkpoint and the flags
+        it was made with differ from `flags` in another flag. Flags missing
+        from the old `flags.json` (added to the script since) do not count.
+    """
+    flags = json.loads(json.dumps(flags, default=str))
+    path = self.output_dir / "flags.json"
+    has_checkpoint = self.backup_dir.is_dir() and any(
+        self.backup_dir.iterdir())
+    if has_checkpoint and path.is_file():
+      previous = json.loads(path.read_text())
+      may_change = self.RESUMABLE_FLAGS | set(may_change)
+      changed = [f"{name}: {previous[name]!r} -> {flags.get(name)!r}"
+                 for name in sorted(previous)
+                 if name not in may_change and previous[name] != flags.get(name)]
+      if changed:
+        raise ResumeError(
+            f"{self.output_dir} holds a checkpoint of a run with other flags "
+            f"({'; '.join(changed)}). Rerunning resumes the same run: pass "
+            f"another output folder, or delete {self.backup_dir} to start "
+            "over.")
+    if self.is_chief:
+      self.output_dir.mkdir(parents=True, exist_ok=True)
+      # Whole or not at all: the other workers of a resumed multi-worker
+      # run read it meanwhile.
+      partial = path.with_suffix(".json.partial")
+      partial.write_text(json.dumps(flags, indent=1) + "\n")
+      os.replace(partial, path)
 
   @property
   def num_replicas(self):
@@ -295,8 +354,9 @@ def exit_code(main, *args, prog=None, **kwargs):
   """Calls `main(*args, **kwargs)` and returns a script's exit code.
 
   `main`'s return value (`EXIT_OK` if None), or, after one line on stderr
-  (`<prog>: <message>`, no traceback), `EXIT_BAD_INPUT` for a `DataError`
-  or `StrategyError` and `EXIT_NON_FINITE` for a `NonFiniteLossError`.
+  (`<prog>: <message>`, no traceback), `EXIT_BAD_INPUT` for a `DataError`,
+  `StrategyError` or `ResumeError`, and `EXIT_NON_FINITE` for a
+  `NonFiniteLossError`.
   Other exceptions propagate: they are bugs, and their traceback helps.
 
   Args:
@@ -305,7 +365,7 @@ def exit_code(main, *args, prog=None, **kwargs):
   prog = prog or pathlib.Path(sys.argv[0]).name
   try:
     code = main(*args, **kwargs)
-  except (data.DataError, distribute.StrategyError) as error:
+  except (data.DataError, distribute.StrategyError, ResumeError) as error:
     print(f"{prog}: {error}", file=sys.stderr)
     return EXIT_BAD_INPUT
   except NonFiniteLossError as error:
