@@ -169,12 +169,13 @@ def main():
       run = record
       print(f"{name}: read {record_path}", flush=True)
     else:
+      run = folder_run
       if source == "train":
         # train_flow_vae.py resumes a killed run of these flags and refuses
         # a folder holding another run's checkpoint (TrainingRun.keep_flags).
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True)
-      run = flow_vae_runs.from_folder(output_dir)
+        run = flow_vae_runs.from_folder(output_dir)
       if not finished(run, flags):
         sys.exit(f"{name}: {output_dir} did not finish with these flags "
                  "(stopped by --max-minutes?); rerun to resume it")
