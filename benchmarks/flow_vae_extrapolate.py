@@ -6,7 +6,7 @@ target test -log p(x), and what more epochs of the same recipe would give.
 
 For each run folder (examples/train_flow_vae.py's --output-dir), or its
 record (flow_vae_runs.py, the .json files under docs/records/), it reads the
-training and validation -ELBO per epoch (a folder's TensorBoard logs, over
+training and validation -ELBO per epoch (a folder's history.csv, over
 every process of a resumed run), fits the validation curve from --fit-from on with
 a saturating power law
 
