@@ -382,10 +382,51 @@ def orthonormalize(raw, max_iterations=100):
   `s (3 - s^2) / 2`, so all of them go to 1 (quadratically near 1; from
   `s << 1` they grow 1.5x a step). It stops when `||A^T A - I||_F` is below
   `4 M sqrt(D) eps` for every matrix of the batch, or after
-  `max_iterations`. Differentiable (through the iterations taken), in graphs
-  and XLA. `raw` must have full column rank: a zero singular value stays 0.
+  `max_iterations`. Differentiable in graphs and XLA, by the polar factor's
+  own derivative (`_polar_factor_gradient`), not through the iterations.
+  `raw` must have full column rank: a zero singular value stays 0.
   """
-  raw = tf.convert_to_tensor(raw)
+  return _orthonormalize_with_gradient(tf.convert_to_tensor(raw),
+                                       max_iterations)
+
+
+def _polar_factor_gradient(raw, q, upstream):
+  r"""The gradient of `L(Q)`, `Q` the polar factor of `raw` (`A`), from
+  `G = dL/dQ`: with `H = Q^T A` (symmetric positive definite, `M x M`),
+
+  ```none
+  dL/dA = (I - Q Q^T) G H^-1 + Q (Y - Y^T),    H Y + Y H = Q^T G,
+  ```
+
+  from `dA = dQ H + Q dH`: `Q^T dQ` is skew and solves `H W + W H = Q^T dA
+  - dA^T Q`. `Y` comes from `H = V diag(w) V^T`: `Y = V [(V^T Q^T G V)_ij /
+  (w_i + w_j)] V^T`. Why not differentiate the iterations: their gradient
+  keeps every iterate, in accumulators sized by `max_iterations` under XLA,
+  which made orthogonal Sylvester steps three times the others' (measured
+  in DEVELOPERS.md)."""
+  h = tf.linalg.matmul(q, raw, transpose_a=True)
+  h = 0.5 * (h + tf.linalg.matrix_transpose(h))
+  w, v = tf.linalg.eigh(h)
+  qt_g = tf.linalg.matmul(q, upstream, transpose_a=True)
+  c = tf.linalg.matmul(tf.linalg.matmul(v, qt_g, transpose_a=True), v)
+  y = tf.linalg.matmul(tf.linalg.matmul(
+      v, c / (w[..., :, None] + w[..., None, :])), v, transpose_b=True)
+  h_inverse = tf.linalg.matmul(v / w[..., None, :], v, transpose_b=True)
+  off_range = upstream - tf.linalg.matmul(q, qt_g)
+  return (tf.linalg.matmul(off_range, h_inverse)
+          + tf.linalg.matmul(q, y - tf.linalg.matrix_transpose(y)))
+
+
+def _orthonormalize_with_gradient(raw, max_iterations):
+  @tf.custom_gradient
+  def polar(raw):
+    q = _bjorck_iterations(raw, max_iterations)
+    return q, lambda upstream: _polar_factor_gradient(raw, q, upstream)
+  return polar(raw)
+
+
+def _bjorck_iterations(raw, max_iterations):
+  """`orthonormalize`'s forward pass."""
   dtype = raw.dtype
   rows = tf.compat.dimension_value(raw.shape[-2])
   num_columns = tf.compat.dimension_value(raw.shape[-1])
