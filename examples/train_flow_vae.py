@@ -50,7 +50,7 @@ from tfp_flows.bijectors import family_names  # noqa: E402
 from tfp_flows.callbacks import (ReconstructionGridCallback,  # noqa: E402
                                  TimeLimit, save_vae_grids)
 from tfp_flows.cli import (non_negative_float, non_negative_int,  # noqa: E402
-                           positive_float, positive_int)
+                           positive_float, positive_int, rate_float)
 from tfp_flows.evaluation import importance_log_likelihood  # noqa: E402
 from tfp_flows.models import FlowVAE  # noqa: E402
 from tfp_flows.optimizers import LinearWarmup  # noqa: E402
@@ -106,6 +106,10 @@ def parse_args(argv=None):
                       help="decoupled weight decay of the kernels (Keras' "
                            "optimizer weight_decay: each step scales them by "
                            "1 - learning rate * this); 0: none")
+  parser.add_argument("--dropout", type=rate_float, default=0.,
+                      help="dropout rate after every hidden layer of the "
+                           "encoder and decoder, in training "
+                           "(FlowVAE.dropout); 0: none")
   parser.add_argument("--lr-decay", choices=("none", "cosine"), default="none",
                       help="cosine: the learning rate falls to 0 along a "
                            "half cosine over --epochs")
@@ -173,7 +177,8 @@ def train(args):
                     num_flows=args.num_flows, hidden_units=args.hidden_units,
                     image_shape=splits["train"].shape[1:],
                     annealing_steps=args.annealing_steps, seed=args.seed,
-                    flow_head_lr_multiplier=args.flow_head_lr_multiplier)
+                    flow_head_lr_multiplier=args.flow_head_lr_multiplier,
+                    dropout=args.dropout)
     # Many steps per call: at a few milliseconds a step, the per-call cost
     # of fit's loop is a large share (docs/RESULTS.md).
     steps_per_execution = args.steps_per_execution or (

@@ -4,7 +4,8 @@ time with a message naming the flag, not deep inside training."""
 import argparse
 
 __all__ = ["add_training_flags", "positive_int", "non_negative_int",
-           "positive_float", "non_negative_float", "open_unit_float"]
+           "positive_float", "non_negative_float", "open_unit_float",
+           "rate_float"]
 
 
 def positive_int(text):
@@ -32,6 +33,14 @@ def non_negative_float(text):
   value = float(text)
   if not value >= 0:
     raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+  return value
+
+
+def rate_float(text):
+  """A float in [0, 1), as a dropout rate must be."""
+  value = float(text)
+  if not 0 <= value < 1:
+    raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
   return value
 
 

@@ -4,6 +4,7 @@ Sylvester), as a Keras 3 model with a custom `train_step`."""
 
 import functools
 import math
+import statistics
 
 import keras
 import tensorflow as tf
@@ -41,6 +42,21 @@ def _all_binary(images):
 def _binary_mask(images):
   """Elementwise: whether each value is 0 or 1 (False for NaN)."""
   return tf.equal(images, 0) | tf.equal(images, 1)
+
+
+def _dropout(hidden, noise, rate):
+  """Inverted dropout of `hidden` `[N, U]`, its mask from standard-normal
+  `noise` `[N, U]`: a unit is dropped where `noise < Phi^-1(rate)`, which
+  has probability `rate`; kept units are scaled by `1 / (1 - rate)`.
+
+  Why not `keras.layers.Dropout`: its mask comes from a seed generator's
+  state, so a resumed run, or one on several replicas, would drop other
+  units than an uninterrupted single-device run. Here the mask is part of
+  the training step's noise, which `FlowModel` draws statelessly from the
+  step number, for the global batch."""
+  threshold = statistics.NormalDist().inv_cdf(rate)  # rate > 0: finite
+  kept = tf.cast(noise >= threshold, hidden.dtype)
+  return hidden * kept * tf.cast(1. / (1. - rate), hidden.dtype)
 
 
 class _ScaledKernelDense(keras.layers.Dense):
@@ -118,6 +134,11 @@ class FlowVAE(FlowModel):
       posterior trains worse than a diagonal Gaussian; at 0.03 it trains
       better (docs/RESULTS.md). The bias (the flow shared by all examples)
       learns at the full rate.
+    dropout: the rate of dropout after every hidden layer of the encoder
+      and the decoder, in training only (evaluation, importance sampling,
+      encoding and decoding use every unit). A regularizer against
+      memorizing a fixed binarization (docs/RESULTS.md); 0 (the default)
+      draws no extra noise, so training is what it was without the option.
   """
 
   metric_names = ("loss", "elbo", "reconstruction", "kl", "beta")
@@ -129,7 +150,7 @@ class FlowVAE(FlowModel):
                hidden_units=(400, 400), activation="relu",
                image_shape=(28, 28, 1), initial_beta=0.01,
                annealing_steps=10_000, seed=0, flow_head_lr_multiplier=0.03,
-               **kwargs):
+               dropout=0., **kwargs):
     super().__init__(seed=seed, **kwargs)
     if flow != "none" and flow not in family_names():
       raise ValueError(f"FlowVAE: flow must be one of "
@@ -147,6 +168,8 @@ class FlowVAE(FlowModel):
       raise ValueError(f"FlowVAE: flow_head_lr_multiplier must be finite and "
                        f"> 0; got "
                        f"{flow_head_lr_multiplier}.")
+    if not 0. <= dropout < 1.:
+      raise ValueError(f"FlowVAE: dropout must be in [0, 1); got {dropout}.")
     if not 0. < initial_beta <= 1. or annealing_steps < 0:
       raise ValueError(
           f"FlowVAE: need 0 < initial_beta <= 1 and annealing_steps >= 0; got "
@@ -161,6 +184,7 @@ class FlowVAE(FlowModel):
     self.initial_beta = float(initial_beta)
     self.annealing_steps = int(annealing_steps)
     self.flow_head_lr_multiplier = float(flow_head_lr_multiplier)
+    self.dropout = float(dropout)
     self.event_size = math.prod(self.image_shape)
 
     # The sublayers take the model's dtype policy (Keras does not pass a
@@ -209,7 +233,8 @@ class FlowVAE(FlowModel):
             "image_shape": self.image_shape,
             "initial_beta": self.initial_beta,
             "annealing_steps": self.annealing_steps,
-            "flow_head_lr_multiplier": self.flow_head_lr_multiplier}
+            "flow_head_lr_multiplier": self.flow_head_lr_multiplier,
+            "dropout": self.dropout}
 
   @classmethod
   def from_config(cls, config):
@@ -251,12 +276,16 @@ class FlowVAE(FlowModel):
     (`None` for `flow="none"`)."""
     return self._encoder(self._check_images(images))
 
-  def _encoder(self, images):
+  def _encoder(self, images, dropout_noise=()):
     """`posterior_parameters` of checked images, in `likelihood_dtype` (the
-    networks may compute in 16 bits; the posterior's parameters do not)."""
+    networks may compute in 16 bits; the posterior's parameters do not);
+    with `dropout_noise`, one `[N, units]` noise per hidden layer, dropout
+    after each."""
     h = tf.reshape(images, [-1, self.event_size])
-    for layer in self.encoder_layers:
+    for i, layer in enumerate(self.encoder_layers):
       h = layer(h)
+      if dropout_noise:
+        h = _dropout(h, dropout_noise[i], self.dropout)
     posterior = tf.cast(self.posterior_head(h), self.likelihood_dtype)
     loc, log_scale = tf.split(posterior, 2, axis=-1)
     flow_params = None
@@ -302,16 +331,23 @@ class FlowVAE(FlowModel):
   def decoder_logits(self, latents):
     """Bernoulli logits `[..., H, W, C]` of `p(x | z)`, in
     `likelihood_dtype`."""
+    return self._decoder_logits(latents)
+
+  def _decoder_logits(self, latents, dropout_noise=()):
+    """`decoder_logits`; with `dropout_noise` (as `_encoder`'s, `[N, units]`
+    for latents `[N, D]`), dropout after each hidden layer."""
     h = latents
-    for layer in self.decoder_layers:
+    for i, layer in enumerate(self.decoder_layers):
       h = layer(h)
+      if dropout_noise:
+        h = _dropout(h, dropout_noise[i], self.dropout)
     logits = tf.cast(self.logits_head(h), self.likelihood_dtype)
     return tf.reshape(logits,
                       tf.concat([tf.shape(logits)[:-1], self.image_shape], 0))
 
-  def _log_likelihood_and_prior(self, images, latents):
+  def _log_likelihood_and_prior(self, images, latents, dropout_noise=()):
     """`log p(x | z)` and `log p(z)` for `latents` `[..., N, D]`."""
-    logits = self.decoder_logits(latents)
+    logits = self._decoder_logits(latents, dropout_noise)
     # Bernoulli log-likelihood, as tfd.Bernoulli(logits).log_prob, summed.
     log_likelihood = -tf.reduce_sum(
         tf.nn.sigmoid_cross_entropy_with_logits(
@@ -326,11 +362,14 @@ class FlowVAE(FlowModel):
     each, from standard-normal `noise` `[N, D]`."""
     return self._elbo_terms(self._check_images(images), noise)
 
-  def _elbo_terms(self, images, noise):
-    """`elbo_terms` of checked float32 images."""
-    loc, log_scale, flow_params = self._encoder(images)
+  def _elbo_terms(self, images, noise, dropout_noise=((), ())):
+    """`elbo_terms` of checked float32 images; `dropout_noise`: the
+    encoder's and the decoder's (`_split_noise`), or none: no dropout."""
+    encoder_noise, decoder_noise = dropout_noise
+    loc, log_scale, flow_params = self._encoder(images, encoder_noise)
     z, log_q = self._sample_posterior(loc, log_scale, flow_params, noise)
-    log_likelihood, log_prior = self._log_likelihood_and_prior(images, z)
+    log_likelihood, log_prior = self._log_likelihood_and_prior(
+        images, z, decoder_noise)
     return log_likelihood, log_prior, log_q
 
   def elbo(self, images, seed=0):
@@ -370,15 +409,34 @@ class FlowVAE(FlowModel):
     return self._check_images(super().check_batch(data))
 
   def noise_spec(self, images):
-    # z_0's standard-normal noise.
+    # z_0's standard-normal noise, then the dropout masks' (`_split_noise`).
     return (tf.random.stateless_normal, tf.shape(images)[0],
-            [self.latent_dim])
+            [self.latent_dim + self._dropout_noise_size])
 
-  def free_energy_terms(self, images, noise, beta):
+  @property
+  def _dropout_noise_size(self):
+    return 2 * sum(self.hidden_units) if self.dropout else 0
+
+  def _split_noise(self, noise):
+    """A step's noise `[N, D + dropout units]`: `z_0`'s `[N, D]`, and the
+    encoder's and the decoder's dropout noise, one `[N, units]` a hidden
+    layer (empty without dropout)."""
+    if not self._dropout_noise_size:
+      return noise, ((), ())
+    widths = ([self.latent_dim] + list(self.hidden_units)
+              + list(reversed(self.hidden_units)))
+    parts = tf.split(noise, widths, axis=-1)
+    layers = len(self.hidden_units)
+    return parts[0], (tuple(parts[1:1 + layers]), tuple(parts[1 + layers:]))
+
+  def free_energy_terms(self, images, noise, beta, training=False):
     """Per-example free energy `F_t` at inverse temperature `beta`,
     `log p(x|z_K)` and the KL term `log q_K(z_K|x) - log p(z_K)` of checked
-    float32 images, one sample each from standard-normal `noise` `[N, D]`."""
-    log_likelihood, log_prior, log_q = self._elbo_terms(images, noise)
+    float32 images, one sample each from standard-normal `noise` (a step's,
+    `noise_spec`); with `training`, dropout as the model has it."""
+    noise, dropout_noise = self._split_noise(noise)
+    log_likelihood, log_prior, log_q = self._elbo_terms(
+        images, noise, dropout_noise if training else ((), ()))
     free_energy = log_q - beta * (log_likelihood + log_prior)
     return free_energy, log_likelihood, log_q - log_prior
 
@@ -386,8 +444,8 @@ class FlowVAE(FlowModel):
     # Annealed in training; the plain negative ELBO (beta = 1) in evaluation.
     beta = (self.beta(self.optimizer.iterations) if training
             else tf.constant(1., self.likelihood_dtype))
-    free_energy, log_likelihood, kl = self.free_energy_terms(images, noise,
-                                                             beta)
+    free_energy, log_likelihood, kl = self.free_energy_terms(
+        images, noise, beta, training=training)
     return tf.reduce_mean(free_energy), {
         "loss": free_energy, "elbo": log_likelihood - kl,
         "reconstruction": log_likelihood, "kl": kl, "beta": beta}

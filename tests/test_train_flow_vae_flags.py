@@ -1,5 +1,6 @@
-"""examples/train_flow_vae.py's optimizers, imported: decoupled weight decay
-reaches the kernels it should and no others."""
+"""examples/train_flow_vae.py's regularization flags, imported: decoupled
+weight decay reaches the kernels it should and no others; bad values are
+refused by name."""
 
 import importlib.util
 import pathlib
@@ -56,8 +57,16 @@ def test_no_weight_decay_by_default():
   assert train_flow_vae.make_optimizer("adamax", 1e-3).weight_decay is None
 
 
-def test_negative_weight_decay_is_refused_by_name(capsys):
+@pytest.mark.parametrize("flag, value", [("--weight-decay", "-0.1"),
+                                         ("--dropout", "1"),
+                                         ("--dropout", "-0.2")])
+def test_bad_regularization_flags_are_refused_by_name(flag, value, capsys):
   with pytest.raises(SystemExit) as stop:
-    train_flow_vae.parse_args(["--weight-decay", "-0.1"])
+    train_flow_vae.parse_args([flag, value])
   assert stop.value.code == 2
-  assert "--weight-decay" in capsys.readouterr().err
+  assert flag in capsys.readouterr().err
+
+
+def test_dropout_flag_reaches_the_model():
+  assert train_flow_vae.parse_args([]).dropout == 0.
+  assert train_flow_vae.parse_args(["--dropout", "0.25"]).dropout == 0.25
