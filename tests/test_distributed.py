@@ -103,6 +103,9 @@ ONE_STEP_SCRIPT = textwrap.dedent("""
     from tfp_flows.models import FlowVAE, GlowModel
 
     which = sys.argv[1]
+    # flow_vae_dropout: the masks, drawn with the step's noise for the
+    # global batch, must drop on each replica what one device drops.
+    dropout = 0.3 if which == "flow_vae_dropout" else 0.
     rng = np.random.default_rng(0)
     batch_size, learning_rate = 16, 0.05
     optimizer_options = {}
@@ -124,7 +127,8 @@ ONE_STEP_SCRIPT = textwrap.dedent("""
         images[8:] = 1 - images[8:]
         make = lambda: FlowVAE(latent_dim=4, flow="planar", num_flows=3,
                                hidden_units=(16,), image_shape=(8, 8, 1),
-                               annealing_steps=100, seed=3)
+                               annealing_steps=100, seed=3,
+                               dropout=dropout)
 
     def one_step(model):
         # Plain SGD: the update is the gradient itself, so the comparison
@@ -163,7 +167,8 @@ ONE_STEP_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("which", ["glow", "glow_ema", "flow_vae"])
+@pytest.mark.parametrize("which", ["glow", "glow_ema", "flow_vae",
+                                   "flow_vae_dropout"])
 def test_one_mirrored_step_equals_one_single_device_step(which):
   """The same global batch gives the same weights and metrics on 2 replicas
   as on one device: per-replica losses scaled by the global batch, the noise
